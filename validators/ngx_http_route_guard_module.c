@@ -1,0 +1,886 @@
+
+/*
+ * Copyright (C) The gateway authors
+ *
+ * The route guard: checks a route name (any complex value: $1, $arg_x,
+ * a capture of $request_uri ...) against the safe-path grammar of
+ * route_name.h, confines it beneath one routes root with openat2(2) and
+ * RESOLVE_BENEATH, and hands the confined path of a regular, readable,
+ * non-bytecode script to the content handler through $route_script.
+ */
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+#include <sys/syscall.h>
+#include <linux/openat2.h>
+
+#include "route_name.h"
+
+
+#define NGX_HTTP_ROUTE_GUARD_SUFFIX       ".lua"
+#define NGX_HTTP_ROUTE_GUARD_LOG_NAME     64
+#define NGX_HTTP_ROUTE_GUARD_OPEN_TRIES   3
+
+/* the first byte of a LuaJIT bytecode dump */
+#define NGX_HTTP_ROUTE_GUARD_BC_MAGIC     0x1b
+
+
+typedef enum {
+    NGX_HTTP_ROUTE_GUARD_OK = 0,
+    NGX_HTTP_ROUTE_GUARD_GRAMMAR,
+    NGX_HTTP_ROUTE_GUARD_MISSING,
+    NGX_HTTP_ROUTE_GUARD_NOT_REGULAR,
+    NGX_HTTP_ROUTE_GUARD_UNREADABLE,
+    NGX_HTTP_ROUTE_GUARD_SYMLINK_ESCAPE,
+    NGX_HTTP_ROUTE_GUARD_BYTECODE,
+    NGX_HTTP_ROUTE_GUARD_ERROR
+} ngx_http_route_guard_result_e;
+
+
+typedef struct {
+    ngx_str_t                   path;       /* realpath, no trailing "/" */
+    ngx_fd_t                    fd;         /* O_PATH directory */
+} ngx_http_route_guard_root_t;
+
+
+typedef struct {
+    ngx_flag_t                  enabled;
+} ngx_http_route_guard_main_conf_t;
+
+
+typedef struct {
+    ngx_http_complex_value_t   *name;
+    ngx_http_route_guard_root_t *root;
+
+    ngx_int_t                   max_length;
+    ngx_int_t                   max_segments;
+    ngx_int_t                   max_segment_length;
+    route_name_limits_t         limits;
+
+    ngx_flag_t                  bytecode;
+
+    ngx_int_t                   invalid_status;
+    ngx_int_t                   missing_status;
+    ngx_int_t                   unusable_status;
+} ngx_http_route_guard_loc_conf_t;
+
+
+typedef struct {
+    ngx_str_t                   name;
+    ngx_str_t                   script;
+    ngx_http_route_guard_result_e  result;
+    ngx_int_t                   rc;
+} ngx_http_route_guard_ctx_t;
+
+
+static ngx_int_t ngx_http_route_guard_handler(ngx_http_request_t *r);
+static ngx_int_t ngx_http_route_guard_check(ngx_http_request_t *r,
+    ngx_http_route_guard_loc_conf_t *rglcf, ngx_http_route_guard_ctx_t *ctx);
+static ngx_http_route_guard_result_e ngx_http_route_guard_open(
+    ngx_http_request_t *r, ngx_http_route_guard_loc_conf_t *rglcf,
+    ngx_http_route_guard_ctx_t *ctx);
+static void ngx_http_route_guard_log_invalid(ngx_http_request_t *r,
+    ngx_str_t *name, route_name_rc_e rc, size_t offset);
+static void ngx_http_route_guard_log_unusable(ngx_http_request_t *r,
+    ngx_http_route_guard_ctx_t *ctx);
+static ngx_int_t ngx_http_route_guard_script_variable(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data);
+static ngx_int_t ngx_http_route_guard_result_variable(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data);
+
+static char *ngx_http_route_guard(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_http_route_guard_root(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static void ngx_http_route_guard_close_root(void *data);
+static void *ngx_http_route_guard_create_main_conf(ngx_conf_t *cf);
+static void *ngx_http_route_guard_create_loc_conf(ngx_conf_t *cf);
+static char *ngx_http_route_guard_merge_loc_conf(ngx_conf_t *cf,
+    void *parent, void *child);
+static ngx_int_t ngx_http_route_guard_add_variables(ngx_conf_t *cf);
+static ngx_int_t ngx_http_route_guard_init(ngx_conf_t *cf);
+
+
+static ngx_conf_num_bounds_t  ngx_http_route_guard_length_bounds = {
+    ngx_conf_check_num_bounds, 1, 1024
+};
+
+static ngx_conf_num_bounds_t  ngx_http_route_guard_segments_bounds = {
+    ngx_conf_check_num_bounds, 1, 64
+};
+
+/* a segment plus ".lua" must fit a file name (NAME_MAX) */
+static ngx_conf_num_bounds_t  ngx_http_route_guard_segment_bounds = {
+    ngx_conf_check_num_bounds, 1,
+    NAME_MAX - (sizeof(NGX_HTTP_ROUTE_GUARD_SUFFIX) - 1)
+};
+
+static ngx_conf_num_bounds_t  ngx_http_route_guard_status_bounds = {
+    ngx_conf_check_num_bounds, 400, 599
+};
+
+
+static ngx_command_t  ngx_http_route_guard_commands[] = {
+
+    { ngx_string("route_guard"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_route_guard,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_route_guard_loc_conf_t, name),
+      NULL },
+
+    { ngx_string("route_guard_root"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_route_guard_root,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("route_guard_max_length"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_num_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_route_guard_loc_conf_t, max_length),
+      &ngx_http_route_guard_length_bounds },
+
+    { ngx_string("route_guard_max_segments"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_num_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_route_guard_loc_conf_t, max_segments),
+      &ngx_http_route_guard_segments_bounds },
+
+    { ngx_string("route_guard_max_segment_length"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_num_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_route_guard_loc_conf_t, max_segment_length),
+      &ngx_http_route_guard_segment_bounds },
+
+    { ngx_string("route_guard_bytecode"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_FLAG,
+      ngx_conf_set_flag_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_route_guard_loc_conf_t, bytecode),
+      NULL },
+
+    { ngx_string("route_guard_invalid_status"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_num_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_route_guard_loc_conf_t, invalid_status),
+      &ngx_http_route_guard_status_bounds },
+
+    { ngx_string("route_guard_missing_status"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_num_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_route_guard_loc_conf_t, missing_status),
+      &ngx_http_route_guard_status_bounds },
+
+    { ngx_string("route_guard_unusable_status"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_num_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_route_guard_loc_conf_t, unusable_status),
+      &ngx_http_route_guard_status_bounds },
+
+      ngx_null_command
+};
+
+
+static ngx_http_module_t  ngx_http_route_guard_module_ctx = {
+    ngx_http_route_guard_add_variables,    /* preconfiguration */
+    ngx_http_route_guard_init,             /* postconfiguration */
+
+    ngx_http_route_guard_create_main_conf, /* create main configuration */
+    NULL,                                  /* init main configuration */
+
+    NULL,                                  /* create server configuration */
+    NULL,                                  /* merge server configuration */
+
+    ngx_http_route_guard_create_loc_conf,  /* create location configuration */
+    ngx_http_route_guard_merge_loc_conf    /* merge location configuration */
+};
+
+
+ngx_module_t  ngx_http_route_guard_module = {
+    NGX_MODULE_V1,
+    &ngx_http_route_guard_module_ctx,      /* module context */
+    ngx_http_route_guard_commands,         /* module directives */
+    NGX_HTTP_MODULE,                       /* module type */
+    NULL,                                  /* init master */
+    NULL,                                  /* init module */
+    NULL,                                  /* init process */
+    NULL,                                  /* init thread */
+    NULL,                                  /* exit thread */
+    NULL,                                  /* exit process */
+    NULL,                                  /* exit master */
+    NGX_MODULE_V1_PADDING
+};
+
+
+static ngx_http_variable_t  ngx_http_route_guard_vars[] = {
+
+    { ngx_string("route_script"), NULL,
+      ngx_http_route_guard_script_variable,
+      offsetof(ngx_http_route_guard_ctx_t, script),
+      NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("route_name"), NULL,
+      ngx_http_route_guard_script_variable,
+      offsetof(ngx_http_route_guard_ctx_t, name),
+      NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("route_guard_result"), NULL,
+      ngx_http_route_guard_result_variable, 0,
+      NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+      ngx_http_null_variable
+};
+
+
+/* indexed by ngx_http_route_guard_result_e */
+static ngx_str_t  ngx_http_route_guard_results[] = {
+    ngx_string("ok"),
+    ngx_string("grammar"),
+    ngx_string("missing"),
+    ngx_string("not_regular"),
+    ngx_string("unreadable"),
+    ngx_string("symlink_escape"),
+    ngx_string("bytecode"),
+    ngx_string("error")
+};
+
+
+static ngx_int_t
+ngx_http_route_guard_handler(ngx_http_request_t *r)
+{
+    ngx_http_route_guard_ctx_t       *ctx;
+    ngx_http_route_guard_loc_conf_t  *rglcf;
+
+    rglcf = ngx_http_get_module_loc_conf(r, ngx_http_route_guard_module);
+
+    if (rglcf->name == NULL) {
+        return NGX_DECLINED;
+    }
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_route_guard_module);
+
+    if (ctx == NULL) {
+        ctx = ngx_pcalloc(r->pool, sizeof(ngx_http_route_guard_ctx_t));
+        if (ctx == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        ngx_http_set_ctx(r, ctx, ngx_http_route_guard_module);
+
+        ctx->rc = ngx_http_route_guard_check(r, rglcf, ctx);
+    }
+
+    return ctx->rc;
+}
+
+
+static ngx_int_t
+ngx_http_route_guard_check(ngx_http_request_t *r,
+    ngx_http_route_guard_loc_conf_t *rglcf, ngx_http_route_guard_ctx_t *ctx)
+{
+    size_t           offset;
+    ngx_str_t        name;
+    route_name_rc_e  rc;
+
+    if (ngx_http_complex_value(r, rglcf->name, &name) != NGX_OK) {
+        ctx->result = NGX_HTTP_ROUTE_GUARD_ERROR;
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    rc = route_name_check(name.data, name.len, &rglcf->limits, &offset);
+
+    if (rc != ROUTE_NAME_OK) {
+        ngx_http_route_guard_log_invalid(r, &name, rc, offset);
+        ctx->result = NGX_HTTP_ROUTE_GUARD_GRAMMAR;
+        return rglcf->invalid_status;
+    }
+
+    ctx->name = name;
+    ctx->result = ngx_http_route_guard_open(r, rglcf, ctx);
+
+    switch (ctx->result) {
+
+    case NGX_HTTP_ROUTE_GUARD_OK:
+        ngx_log_debug2(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                       "route guard: route \"%V\" is \"%V\"",
+                       &ctx->name, &ctx->script);
+        return NGX_DECLINED;
+
+    case NGX_HTTP_ROUTE_GUARD_MISSING:
+        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                      "route guard: no script for route \"%V\"", &ctx->name);
+        return rglcf->missing_status;
+
+    case NGX_HTTP_ROUTE_GUARD_ERROR:
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+
+    default:
+        ngx_http_route_guard_log_unusable(r, ctx);
+        return rglcf->unusable_status;
+    }
+}
+
+
+/*
+ * Opens <root>/<name>.lua beneath the root without ever leaving it
+ * (RESOLVE_BENEATH refuses absolute symlinks and ".." past the root), and
+ * without blocking (O_NONBLOCK: a FIFO named like a route must not hang
+ * the worker).  Only a regular file the worker can read, and that is not
+ * a bytecode dump unless bytecode is allowed, is accepted.
+ */
+
+static ngx_http_route_guard_result_e
+ngx_http_route_guard_open(ngx_http_request_t *r,
+    ngx_http_route_guard_loc_conf_t *rglcf, ngx_http_route_guard_ctx_t *ctx)
+{
+    u_char                       *p, *relative, first;
+    ssize_t                       n;
+    ngx_fd_t                      fd;
+    ngx_err_t                     err;
+    ngx_uint_t                    tries;
+    struct stat                   sb;
+    struct open_how               how;
+    ngx_http_route_guard_root_t  *root;
+
+    root = rglcf->root;
+
+    p = ngx_pnalloc(r->pool, root->path.len + 1 + ctx->name.len
+                             + sizeof(NGX_HTTP_ROUTE_GUARD_SUFFIX));
+    if (p == NULL) {
+        return NGX_HTTP_ROUTE_GUARD_ERROR;
+    }
+
+    ctx->script.data = p;
+
+    p = ngx_cpymem(p, root->path.data, root->path.len);
+    *p++ = '/';
+    relative = p;
+    p = ngx_cpymem(p, ctx->name.data, ctx->name.len);
+    p = ngx_cpymem(p, NGX_HTTP_ROUTE_GUARD_SUFFIX,
+                   sizeof(NGX_HTTP_ROUTE_GUARD_SUFFIX));
+
+    ctx->script.len = p - 1 - ctx->script.data;
+
+    ngx_memzero(&how, sizeof(struct open_how));
+    how.flags = O_RDONLY|O_NONBLOCK|O_NOCTTY|O_CLOEXEC;
+    how.resolve = RESOLVE_BENEATH|RESOLVE_NO_MAGICLINKS;
+
+    /* EAGAIN: a concurrent rename raced with a ".." in a symlink target */
+
+    tries = NGX_HTTP_ROUTE_GUARD_OPEN_TRIES;
+
+    do {
+        fd = syscall(SYS_openat2, root->fd, relative, &how, sizeof(how));
+        err = (fd == -1) ? ngx_errno : 0;
+    } while (err == NGX_EAGAIN && --tries);
+
+    if (fd == -1) {
+
+        switch (err) {
+
+        case NGX_ENOENT:
+        case NGX_ENOTDIR:
+        case NGX_ELOOP:
+            return NGX_HTTP_ROUTE_GUARD_MISSING;
+
+        case EXDEV:
+            return NGX_HTTP_ROUTE_GUARD_SYMLINK_ESCAPE;
+
+        case NGX_EACCES:
+        case NGX_EPERM:
+            return NGX_HTTP_ROUTE_GUARD_UNREADABLE;
+
+        case ENXIO:
+        case ENODEV:
+        case NGX_EAGAIN:
+            return NGX_HTTP_ROUTE_GUARD_NOT_REGULAR;
+
+        default:
+            ngx_log_error(NGX_LOG_CRIT, r->connection->log, err,
+                          "route guard: openat2() of route \"%V\" failed",
+                          &ctx->name);
+            return NGX_HTTP_ROUTE_GUARD_ERROR;
+        }
+    }
+
+    if (fstat(fd, &sb) == -1) {
+        ngx_log_error(NGX_LOG_CRIT, r->connection->log, ngx_errno,
+                      "route guard: fstat() of route \"%V\" failed",
+                      &ctx->name);
+        (void) close(fd);
+        return NGX_HTTP_ROUTE_GUARD_ERROR;
+    }
+
+    if (!S_ISREG(sb.st_mode)) {
+        (void) close(fd);
+        return NGX_HTTP_ROUTE_GUARD_NOT_REGULAR;
+    }
+
+    if (!rglcf->bytecode) {
+        n = pread(fd, &first, 1, 0);
+
+        if (n == -1) {
+            err = ngx_errno;
+            (void) close(fd);
+            ngx_log_error(NGX_LOG_ERR, r->connection->log, err,
+                          "route guard: pread() of route \"%V\" failed",
+                          &ctx->name);
+            return NGX_HTTP_ROUTE_GUARD_UNREADABLE;
+        }
+
+        if (n == 1 && first == NGX_HTTP_ROUTE_GUARD_BC_MAGIC) {
+            (void) close(fd);
+            return NGX_HTTP_ROUTE_GUARD_BYTECODE;
+        }
+    }
+
+    if (close(fd) == -1) {
+        ngx_log_error(NGX_LOG_ALERT, r->connection->log, ngx_errno,
+                      "route guard: close() of route \"%V\" failed",
+                      &ctx->name);
+    }
+
+    return NGX_HTTP_ROUTE_GUARD_OK;
+}
+
+
+/*
+ * Invalid names come from clients: they are logged at "info" so that a
+ * client cannot flood the error log, shortened, and with every byte
+ * outside printable ASCII escaped so that they cannot forge log lines.
+ */
+
+static void
+ngx_http_route_guard_log_invalid(ngx_http_request_t *r, ngx_str_t *name,
+    route_name_rc_e rc, size_t offset)
+{
+    u_char      *p, *last, *src, *end;
+    ngx_uint_t   truncated;
+    u_char       buf[NGX_HTTP_ROUTE_GUARD_LOG_NAME * 4];
+
+    static u_char  hex[] = "0123456789abcdef";
+
+    if (r->connection->log->log_level < NGX_LOG_INFO) {
+        return;
+    }
+
+    p = buf;
+    last = buf + sizeof(buf);
+    src = name->data;
+    end = name->data + ngx_min(name->len, NGX_HTTP_ROUTE_GUARD_LOG_NAME);
+    truncated = (name->len > NGX_HTTP_ROUTE_GUARD_LOG_NAME);
+
+    while (src < end && p + 4 <= last) {
+
+        if (*src >= 0x20 && *src < 0x7f && *src != '"' && *src != '\\') {
+            *p++ = *src++;
+            continue;
+        }
+
+        *p++ = '\\';
+        *p++ = 'x';
+        *p++ = hex[*src >> 4];
+        *p++ = hex[*src++ & 0xf];
+    }
+
+    ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                  "route guard: invalid route name (%s) at offset %uz: "
+                  "\"%*s\"%s",
+                  route_name_reason(rc), offset, p - buf, buf,
+                  truncated ? "..." : "");
+}
+
+
+/*
+ * An unusable script is the operator's mistake and goes to "error", but
+ * any client can ask for it again and again: at most one line a second
+ * per worker, with a count of the lines left out.
+ */
+
+static void
+ngx_http_route_guard_log_unusable(ngx_http_request_t *r,
+    ngx_http_route_guard_ctx_t *ctx)
+{
+    char        *why;
+    time_t       now;
+
+    static time_t      last;
+    static ngx_uint_t  suppressed;
+
+    now = ngx_time();
+
+    if (now == last) {
+        suppressed++;
+        return;
+    }
+
+    last = now;
+
+    switch (ctx->result) {
+
+    case NGX_HTTP_ROUTE_GUARD_NOT_REGULAR:
+        why = "is not a regular file";
+        break;
+
+    case NGX_HTTP_ROUTE_GUARD_UNREADABLE:
+        why = "is not readable";
+        break;
+
+    case NGX_HTTP_ROUTE_GUARD_SYMLINK_ESCAPE:
+        why = "escapes the routes root";
+        break;
+
+    default: /* NGX_HTTP_ROUTE_GUARD_BYTECODE */
+        why = "is bytecode and route_guard_bytecode is off";
+        break;
+    }
+
+    if (suppressed) {
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "route guard: route \"%V\" %s "
+                      "(%ui similar lines suppressed)",
+                      &ctx->name, why, suppressed);
+        suppressed = 0;
+
+    } else {
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "route guard: route \"%V\" %s", &ctx->name, why);
+    }
+}
+
+
+static ngx_int_t
+ngx_http_route_guard_script_variable(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data)
+{
+    ngx_str_t                   *s;
+    ngx_http_route_guard_ctx_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_route_guard_module);
+
+    if (ctx == NULL || ctx->result != NGX_HTTP_ROUTE_GUARD_OK) {
+        v->not_found = 1;
+        return NGX_OK;
+    }
+
+    s = (ngx_str_t *) ((char *) ctx + data);
+
+    v->len = s->len;
+    v->valid = 1;
+    v->no_cacheable = 1;
+    v->not_found = 0;
+    v->data = s->data;
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_route_guard_result_variable(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data)
+{
+    ngx_str_t                   *s;
+    ngx_http_route_guard_ctx_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_route_guard_module);
+
+    if (ctx == NULL) {
+        v->not_found = 1;
+        return NGX_OK;
+    }
+
+    s = &ngx_http_route_guard_results[ctx->result];
+
+    v->len = s->len;
+    v->valid = 1;
+    v->no_cacheable = 1;
+    v->not_found = 0;
+    v->data = s->data;
+
+    return NGX_OK;
+}
+
+
+static char *
+ngx_http_route_guard(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_route_guard_main_conf_t  *rgmcf;
+
+    rgmcf = ngx_http_conf_get_module_main_conf(cf,
+                                               ngx_http_route_guard_module);
+    rgmcf->enabled = 1;
+
+    return ngx_http_set_complex_value_slot(cf, cmd, conf);
+}
+
+
+/*
+ * The root is resolved once, at configuration time: its real path is what
+ * $route_script is built from, and its descriptor, opened with O_PATH, is
+ * what every lookup is confined beneath.  The descriptor lives as long as
+ * the cycle that opened it.
+ */
+
+static char *
+ngx_http_route_guard_root(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_route_guard_loc_conf_t *rglcf = conf;
+
+    long                          fd;
+    ngx_str_t                    *value, name;
+    struct stat                   sb;
+    struct open_how               how;
+    ngx_pool_cleanup_t           *cln;
+    ngx_http_route_guard_root_t  *root;
+    char                          real[PATH_MAX];
+
+    if (rglcf->root != NGX_CONF_UNSET_PTR) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+    name = value[1];
+
+    if (name.len == 0) {
+        return "requires a directory";
+    }
+
+    if (ngx_conf_full_name(cf->cycle, &name, 0) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
+
+    if (realpath((char *) name.data, real) == NULL) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno,
+                           "route_guard_root \"%V\" cannot be resolved",
+                           &name);
+        return NGX_CONF_ERROR;
+    }
+
+    root = ngx_palloc(cf->pool, sizeof(ngx_http_route_guard_root_t));
+    if (root == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    root->path.len = ngx_strlen(real);
+    root->path.data = ngx_pnalloc(cf->pool, root->path.len);
+    if (root->path.data == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    ngx_memcpy(root->path.data, real, root->path.len);
+
+    /* "/" as the root would make every path "//name.lua"; refuse it */
+
+    if (root->path.len == 1) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "route_guard_root must not be \"/\"");
+        return NGX_CONF_ERROR;
+    }
+
+    root->fd = open(real, O_PATH|O_DIRECTORY|O_CLOEXEC);
+
+    if (root->fd == NGX_INVALID_FILE) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno,
+                           "route_guard_root \"%s\" is not a directory",
+                           real);
+        return NGX_CONF_ERROR;
+    }
+
+    cln = ngx_pool_cleanup_add(cf->cycle->pool, 0);
+    if (cln == NULL) {
+        (void) close(root->fd);
+        return NGX_CONF_ERROR;
+    }
+
+    cln->handler = ngx_http_route_guard_close_root;
+    cln->data = root;
+
+    /* fail now, not on the first request, where openat2() is missing */
+
+    ngx_memzero(&how, sizeof(struct open_how));
+    how.flags = O_PATH|O_CLOEXEC;
+    how.resolve = RESOLVE_BENEATH;
+
+    fd = syscall(SYS_openat2, root->fd, ".", &how, sizeof(how));
+
+    if (fd == -1) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno,
+                           "route_guard_root \"%s\": openat2() with "
+                           "RESOLVE_BENEATH failed (Linux 5.6 or newer "
+                           "is required)", real);
+        return NGX_CONF_ERROR;
+    }
+
+    (void) close(fd);
+
+    if (fstat(root->fd, &sb) == -1 || !S_ISDIR(sb.st_mode)) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "route_guard_root \"%s\" is not a directory",
+                           real);
+        return NGX_CONF_ERROR;
+    }
+
+    rglcf->root = root;
+
+    return NGX_CONF_OK;
+}
+
+
+static void
+ngx_http_route_guard_close_root(void *data)
+{
+    ngx_http_route_guard_root_t  *root = data;
+
+    if (close(root->fd) == -1) {
+        ngx_log_error(NGX_LOG_ALERT, ngx_cycle->log, ngx_errno,
+                      "route guard: close() of root \"%V\" failed",
+                      &root->path);
+    }
+}
+
+
+static void *
+ngx_http_route_guard_create_main_conf(ngx_conf_t *cf)
+{
+    ngx_http_route_guard_main_conf_t  *rgmcf;
+
+    rgmcf = ngx_pcalloc(cf->pool, sizeof(ngx_http_route_guard_main_conf_t));
+    if (rgmcf == NULL) {
+        return NULL;
+    }
+
+    /*
+     * set by ngx_pcalloc():
+     *
+     *     rgmcf->enabled = 0;
+     */
+
+    return rgmcf;
+}
+
+
+static void *
+ngx_http_route_guard_create_loc_conf(ngx_conf_t *cf)
+{
+    ngx_http_route_guard_loc_conf_t  *rglcf;
+
+    rglcf = ngx_pcalloc(cf->pool, sizeof(ngx_http_route_guard_loc_conf_t));
+    if (rglcf == NULL) {
+        return NULL;
+    }
+
+    /*
+     * set by ngx_pcalloc():
+     *
+     *     rglcf->limits = { 0, 0, 0 };
+     */
+
+    rglcf->name = NGX_CONF_UNSET_PTR;
+    rglcf->root = NGX_CONF_UNSET_PTR;
+    rglcf->max_length = NGX_CONF_UNSET;
+    rglcf->max_segments = NGX_CONF_UNSET;
+    rglcf->max_segment_length = NGX_CONF_UNSET;
+    rglcf->bytecode = NGX_CONF_UNSET;
+    rglcf->invalid_status = NGX_CONF_UNSET;
+    rglcf->missing_status = NGX_CONF_UNSET;
+    rglcf->unusable_status = NGX_CONF_UNSET;
+
+    return rglcf;
+}
+
+
+static char *
+ngx_http_route_guard_merge_loc_conf(ngx_conf_t *cf, void *parent,
+    void *child)
+{
+    ngx_http_route_guard_loc_conf_t *prev = parent;
+    ngx_http_route_guard_loc_conf_t *conf = child;
+
+    ngx_conf_merge_ptr_value(conf->name, prev->name, NULL);
+    ngx_conf_merge_ptr_value(conf->root, prev->root, NULL);
+
+    ngx_conf_merge_value(conf->max_length, prev->max_length,
+                         ROUTE_NAME_MAX_LENGTH);
+    ngx_conf_merge_value(conf->max_segments, prev->max_segments,
+                         ROUTE_NAME_MAX_SEGMENTS);
+    ngx_conf_merge_value(conf->max_segment_length, prev->max_segment_length,
+                         ROUTE_NAME_MAX_SEGMENT_LENGTH);
+
+    ngx_conf_merge_value(conf->bytecode, prev->bytecode, 0);
+
+    ngx_conf_merge_value(conf->invalid_status, prev->invalid_status,
+                         NGX_HTTP_BAD_REQUEST);
+    ngx_conf_merge_value(conf->missing_status, prev->missing_status,
+                         NGX_HTTP_NOT_FOUND);
+    ngx_conf_merge_value(conf->unusable_status, prev->unusable_status,
+                         NGX_HTTP_SERVICE_UNAVAILABLE);
+
+    conf->limits.max_length = conf->max_length;
+    conf->limits.max_segments = conf->max_segments;
+    conf->limits.max_segment_length = conf->max_segment_length;
+
+    if (conf->name != NULL && conf->root == NULL) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"route_guard\" requires \"route_guard_root\"");
+        return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+static ngx_int_t
+ngx_http_route_guard_add_variables(ngx_conf_t *cf)
+{
+    ngx_http_variable_t  *var, *v;
+
+    for (v = ngx_http_route_guard_vars; v->name.len; v++) {
+        var = ngx_http_add_variable(cf, &v->name, v->flags);
+        if (var == NULL) {
+            return NGX_ERROR;
+        }
+
+        var->get_handler = v->get_handler;
+        var->data = v->data;
+    }
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_route_guard_init(ngx_conf_t *cf)
+{
+    ngx_http_handler_pt               *h;
+    ngx_http_core_main_conf_t         *cmcf;
+    ngx_http_route_guard_main_conf_t  *rgmcf;
+
+    rgmcf = ngx_http_conf_get_module_main_conf(cf,
+                                               ngx_http_route_guard_module);
+
+    if (!rgmcf->enabled) {
+        return NGX_OK;
+    }
+
+    cmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_core_module);
+
+    h = ngx_array_push(&cmcf->phases[NGX_HTTP_PRECONTENT_PHASE].handlers);
+    if (h == NULL) {
+        return NGX_ERROR;
+    }
+
+    *h = ngx_http_route_guard_handler;
+
+    return NGX_OK;
+}
