@@ -1,18 +1,83 @@
 # The gateway: nginx + lua-nginx-module + the route guard.
 #
-#   make            build nginx and the tools under build/
-#   make run        build, then serve the routes on 127.0.0.1:$(PORT)
-#   make test       build, then run every test
+#   make              build nginx and the tools under build/
+#   make run          build, then serve routes/ on 127.0.0.1:$(PORT)
+#   make start/stop   the same in the background
+#   make test         build, then run every test
+#   make bench        benchmarks (see bench/)
 #
-# See README.md for the rest.
+# README.md says more.  Everything built lands under build/.
 
-BUILD  := build
+BUILD   := build
+PORT    ?= 8080
+ROUTES  ?= routes
 
 .PHONY: all
 all: $(BUILD)/nginx/sbin/nginx $(BUILD)/bin/route-check
 
 include gateway/build/nginx.mk
 include validators/build.mk
+
+
+# running
+
+GATEWAYCTL := NGINX_BIN=$(NGINX) PREFIX=$(BUILD)/run PORT=$(PORT) \
+              ROUTES=$(ROUTES) gateway/bin/gatewayctl
+
+.PHONY: run start stop
+run: all
+	$(GATEWAYCTL) run
+
+start: all
+	$(GATEWAYCTL) start
+
+stop:
+	$(GATEWAYCTL) stop
+
+
+# tests
+
+.PHONY: test test-unit test-routes test-nginx test-dynamic
+test: test-unit test-routes test-nginx test-dynamic
+
+test-unit: $(BUILD)/bin/route-name-test
+	prove --exec '' $(BUILD)/bin/route-name-test
+
+test-routes: $(BUILD)/bin/route-check
+	$(BUILD)/bin/route-check --tree routes/
+
+test-nginx: all
+	prove -r t/
+
+# The validator tests again, against Debian's /usr/sbin/nginx with the
+# dynamic module and Debian's lua-nginx-module.
+test-dynamic: $(DYNAMIC_MODULE)
+	TEST_NGINX_BINARY=/usr/sbin/nginx \
+	TEST_NGINX_LOAD_MODULES="$(DEBIAN_MODULES) $(abspath $(DYNAMIC_MODULE))" \
+	    prove t/0[1-4]*.t
+
+
+# the dynamic module, loaded into Debian's nginx
+
+.PHONY: dynamic dynamic-demo
+dynamic: $(DYNAMIC_MODULE)
+
+dynamic-demo: $(DYNAMIC_MODULE)
+	gateway/bin/dynamic-demo /usr/sbin/nginx $(BUILD)/dynamic/demo \
+	    "$(DEBIAN_MODULES) $(abspath $(DYNAMIC_MODULE))"
+
+
+# benchmarks
+
+.PHONY: bench bench-guard bench-name
+bench: bench-name bench-guard
+
+bench-name: $(BUILD)/bin/route-name-bench
+	$(BUILD)/bin/route-name-bench
+
+bench-guard: all
+	bench/guard-vs-unguarded
+
 
 .PHONY: clean
 clean:

@@ -46,6 +46,7 @@
 /* the first byte of a PUC Lua or LuaJIT bytecode dump: "\033Lua", "\033LJ" */
 #define ROUTE_CHECK_BYTECODE_MARK   0x1b
 
+
 typedef struct {
     route_name_limits_t   limits;
     int                   allow_bytecode;
@@ -130,7 +131,7 @@ main(int argc, char **argv)
 
         case 'g':
             tree.limits.max_segment_length =
-                              route_check_size("--max-segment-length", optarg);
+                route_check_size("--max-segment-length", optarg);
             break;
 
         case 'b':
@@ -358,14 +359,14 @@ route_check_tree(route_check_tree_t *tree)
 
     free(tree->root_real);
 
-    fprintf(stderr, "%lu routes ok, %lu problems\n",
-            tree->routes_ok, tree->problems);
-
     if (fflush(stdout) != 0 || ferror(stdout)) {
         fprintf(stderr, "%s: writing stdout: %s\n",
                 route_check_name, strerror(errno));
         return ROUTE_CHECK_EXIT_ERROR;
     }
+
+    fprintf(stderr, "%lu routes ok, %lu problems\n",
+            tree->routes_ok, tree->problems);
 
     return tree->problems ? ROUTE_CHECK_EXIT_REJECTED : ROUTE_CHECK_EXIT_OK;
 }

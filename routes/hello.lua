@@ -1,0 +1,2 @@
+-- GET /lua/hello
+ngx.say("hello, world")
