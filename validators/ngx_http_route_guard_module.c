@@ -17,10 +17,10 @@
 #include <sys/syscall.h>
 #include <linux/openat2.h>
 
+#include "ngx_http_route_guard.h"
 #include "route_name.h"
 
 
-#define NGX_HTTP_ROUTE_GUARD_SUFFIX       ".lua"
 #define NGX_HTTP_ROUTE_GUARD_LOG_NAME     64
 #define NGX_HTTP_ROUTE_GUARD_OPEN_TRIES   3
 
@@ -28,65 +28,55 @@
 #define NGX_HTTP_ROUTE_GUARD_BC_MAGIC     0x1b
 
 
-typedef enum {
-    NGX_HTTP_ROUTE_GUARD_OK = 0,
-    NGX_HTTP_ROUTE_GUARD_GRAMMAR,
-    NGX_HTTP_ROUTE_GUARD_MISSING,
-    NGX_HTTP_ROUTE_GUARD_NOT_REGULAR,
-    NGX_HTTP_ROUTE_GUARD_UNREADABLE,
-    NGX_HTTP_ROUTE_GUARD_SYMLINK_ESCAPE,
-    NGX_HTTP_ROUTE_GUARD_BYTECODE,
-    NGX_HTTP_ROUTE_GUARD_ERROR
-} ngx_http_route_guard_result_e;
-
-
 typedef struct {
-    ngx_str_t                   path;       /* realpath, no trailing "/" */
-    ngx_fd_t                    fd;         /* O_PATH directory */
-} ngx_http_route_guard_root_t;
-
-
-typedef struct {
-    ngx_flag_t                  enabled;
+    ngx_array_t                     roots;  /* ngx_http_route_guard_root_t * */
+    ngx_flag_t                      enabled;
 } ngx_http_route_guard_main_conf_t;
 
 
 typedef struct {
-    ngx_http_complex_value_t   *name;
-    ngx_http_route_guard_root_t *root;
+    ngx_http_complex_value_t       *name;
+    ngx_http_route_guard_root_t    *root;
 
-    ngx_int_t                   max_length;
-    ngx_int_t                   max_segments;
-    ngx_int_t                   max_segment_length;
-    route_name_limits_t         limits;
+    ngx_int_t                       max_length;
+    ngx_int_t                       max_segments;
+    ngx_int_t                       max_segment_length;
+    route_name_limits_t             limits;
 
-    ngx_flag_t                  bytecode;
+    ngx_flag_t                      bytecode;
+    ngx_flag_t                      cache;
 
-    ngx_int_t                   invalid_status;
-    ngx_int_t                   missing_status;
-    ngx_int_t                   unusable_status;
+    ngx_int_t                       invalid_status;
+    ngx_int_t                       missing_status;
+    ngx_int_t                       unusable_status;
 } ngx_http_route_guard_loc_conf_t;
 
 
 typedef struct {
-    ngx_str_t                   name;
-    ngx_str_t                   script;
-    ngx_http_route_guard_result_e  result;
-    ngx_int_t                   rc;
+    ngx_str_t                       name;
+    ngx_str_t                       script;
+    uint64_t                        version;
+    ngx_http_route_guard_result_e   result;
+    ngx_int_t                       rc;
 } ngx_http_route_guard_ctx_t;
 
 
 static ngx_int_t ngx_http_route_guard_handler(ngx_http_request_t *r);
 static ngx_int_t ngx_http_route_guard_check(ngx_http_request_t *r,
     ngx_http_route_guard_loc_conf_t *rglcf, ngx_http_route_guard_ctx_t *ctx);
-static ngx_http_route_guard_result_e ngx_http_route_guard_open(
-    ngx_http_request_t *r, ngx_http_route_guard_loc_conf_t *rglcf,
-    ngx_http_route_guard_ctx_t *ctx);
+static void ngx_http_route_guard_find(ngx_http_request_t *r,
+    ngx_http_route_guard_root_t *root, ngx_str_t *name,
+    ngx_http_route_guard_verdict_t *v, ngx_uint_t *cacheable);
+static void ngx_http_route_guard_open(ngx_http_request_t *r,
+    ngx_http_route_guard_root_t *root, ngx_str_t *name,
+    ngx_http_route_guard_verdict_t *v, ngx_uint_t *cacheable);
 static void ngx_http_route_guard_log_invalid(ngx_http_request_t *r,
     ngx_str_t *name, route_name_rc_e rc, size_t offset);
 static void ngx_http_route_guard_log_unusable(ngx_http_request_t *r,
     ngx_http_route_guard_ctx_t *ctx);
 static ngx_int_t ngx_http_route_guard_script_variable(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data);
+static ngx_int_t ngx_http_route_guard_version_variable(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data);
 static ngx_int_t ngx_http_route_guard_result_variable(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data);
@@ -102,6 +92,8 @@ static char *ngx_http_route_guard_merge_loc_conf(ngx_conf_t *cf,
     void *parent, void *child);
 static ngx_int_t ngx_http_route_guard_add_variables(ngx_conf_t *cf);
 static ngx_int_t ngx_http_route_guard_init(ngx_conf_t *cf);
+static ngx_int_t ngx_http_route_guard_init_process(ngx_cycle_t *cycle);
+static void ngx_http_route_guard_exit_process(ngx_cycle_t *cycle);
 
 
 static ngx_conf_num_bounds_t  ngx_http_route_guard_length_bounds = {
@@ -167,6 +159,13 @@ static ngx_command_t  ngx_http_route_guard_commands[] = {
       offsetof(ngx_http_route_guard_loc_conf_t, bytecode),
       NULL },
 
+    { ngx_string("route_guard_cache"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_FLAG,
+      ngx_conf_set_flag_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_route_guard_loc_conf_t, cache),
+      NULL },
+
     { ngx_string("route_guard_invalid_status"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
       ngx_conf_set_num_slot,
@@ -214,10 +213,10 @@ ngx_module_t  ngx_http_route_guard_module = {
     NGX_HTTP_MODULE,                       /* module type */
     NULL,                                  /* init master */
     NULL,                                  /* init module */
-    NULL,                                  /* init process */
+    ngx_http_route_guard_init_process,     /* init process */
     NULL,                                  /* init thread */
     NULL,                                  /* exit thread */
-    NULL,                                  /* exit process */
+    ngx_http_route_guard_exit_process,     /* exit process */
     NULL,                                  /* exit master */
     NGX_MODULE_V1_PADDING
 };
@@ -233,6 +232,10 @@ static ngx_http_variable_t  ngx_http_route_guard_vars[] = {
     { ngx_string("route_name"), NULL,
       ngx_http_route_guard_script_variable,
       offsetof(ngx_http_route_guard_ctx_t, name),
+      NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("route_version"), NULL,
+      ngx_http_route_guard_version_variable, 0,
       NGX_HTTP_VAR_NOCACHEABLE, 0 },
 
     { ngx_string("route_guard_result"), NULL,
@@ -289,9 +292,11 @@ static ngx_int_t
 ngx_http_route_guard_check(ngx_http_request_t *r,
     ngx_http_route_guard_loc_conf_t *rglcf, ngx_http_route_guard_ctx_t *ctx)
 {
-    size_t           offset;
-    ngx_str_t        name;
-    route_name_rc_e  rc;
+    size_t                          offset;
+    ngx_str_t                       name;
+    ngx_uint_t                      cacheable;
+    route_name_rc_e                 rc;
+    ngx_http_route_guard_verdict_t  v;
 
     if (ngx_http_complex_value(r, rglcf->name, &name) != NGX_OK) {
         ctx->result = NGX_HTTP_ROUTE_GUARD_ERROR;
@@ -307,14 +312,30 @@ ngx_http_route_guard_check(ngx_http_request_t *r,
     }
 
     ctx->name = name;
-    ctx->result = ngx_http_route_guard_open(r, rglcf, ctx);
+
+    if (rglcf->cache && rglcf->root->cache != NULL) {
+        ngx_http_route_guard_find(r, rglcf->root, &name, &v, &cacheable);
+
+    } else {
+        ngx_http_route_guard_open(r, rglcf->root, &name, &v, NULL);
+        v.version = 0;
+    }
+
+    ctx->script = v.script;
+    ctx->version = v.version;
+    ctx->result = v.result;
+
+    if (v.result == NGX_HTTP_ROUTE_GUARD_OK && v.bytecode && !rglcf->bytecode)
+    {
+        ctx->result = NGX_HTTP_ROUTE_GUARD_BYTECODE;
+    }
 
     switch (ctx->result) {
 
     case NGX_HTTP_ROUTE_GUARD_OK:
-        ngx_log_debug2(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
-                       "route guard: route \"%V\" is \"%V\"",
-                       &ctx->name, &ctx->script);
+        ngx_log_debug3(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                       "route guard: route \"%V\" is \"%V\" version %uL",
+                       &ctx->name, &ctx->script, ctx->version);
         return NGX_DECLINED;
 
     case NGX_HTTP_ROUTE_GUARD_MISSING:
@@ -333,125 +354,198 @@ ngx_http_route_guard_check(ngx_http_request_t *r,
 
 
 /*
+ * The verdict from the worker's cache when it holds a current one, from
+ * the file system otherwise (then kept for the next requests).
+ */
+
+static void
+ngx_http_route_guard_find(ngx_http_request_t *r,
+    ngx_http_route_guard_root_t *root, ngx_str_t *name,
+    ngx_http_route_guard_verdict_t *v, ngx_uint_t *cacheable)
+{
+    u_char     *p;
+    ngx_uint_t  watched;
+
+    if (ngx_http_route_guard_cache_lookup(root->cache, name, v, &watched)
+        == NGX_OK)
+    {
+        /* the cache's copy goes with the next change: keep our own */
+
+        p = ngx_pnalloc(r->pool, v->script.len + 1);
+        if (p == NULL) {
+            v->result = NGX_HTTP_ROUTE_GUARD_ERROR;
+            return;
+        }
+
+        ngx_memcpy(p, v->script.data, v->script.len + 1);
+        v->script.data = p;
+
+        return;
+    }
+
+    *cacheable = watched;
+
+    ngx_http_route_guard_open(r, root, name, v, cacheable);
+
+    if (v->result != NGX_HTTP_ROUTE_GUARD_MISSING
+        && v->result != NGX_HTTP_ROUTE_GUARD_ERROR)
+    {
+        ngx_http_route_guard_cache_store(root->cache, name, v, *cacheable);
+    }
+}
+
+
+/*
  * Opens <root>/<name>.lua beneath the root without ever leaving it
  * (RESOLVE_BENEATH refuses absolute symlinks and ".." past the root), and
  * without blocking (O_NONBLOCK: a FIFO named like a route must not hang
- * the worker).  Only a regular file the worker can read, and that is not
- * a bytecode dump unless bytecode is allowed, is accepted.
+ * the worker).  Only a regular file the worker can read is OK; whether it
+ * is bytecode is noted for the location to decide.
+ *
+ * With "cacheable" the name is first resolved with no symlink at all, the
+ * only kind of path whose changes the cache's watches see; *cacheable is
+ * cleared when that fails for a symlink or the file has other hard links.
  */
 
-static ngx_http_route_guard_result_e
+static void
 ngx_http_route_guard_open(ngx_http_request_t *r,
-    ngx_http_route_guard_loc_conf_t *rglcf, ngx_http_route_guard_ctx_t *ctx)
+    ngx_http_route_guard_root_t *root, ngx_str_t *name,
+    ngx_http_route_guard_verdict_t *v, ngx_uint_t *cacheable)
 {
-    u_char                       *p, *relative, first;
-    ssize_t                       n;
-    ngx_fd_t                      fd;
-    ngx_err_t                     err;
-    ngx_uint_t                    tries;
-    struct stat                   sb;
-    struct open_how               how;
-    ngx_http_route_guard_root_t  *root;
+    u_char           *p, *relative, first;
+    ssize_t           n;
+    ngx_fd_t          fd;
+    ngx_err_t         err;
+    ngx_uint_t        tries;
+    struct stat       sb;
+    struct open_how   how;
 
-    root = rglcf->root;
+    ngx_memzero(v, sizeof(ngx_http_route_guard_verdict_t));
 
-    p = ngx_pnalloc(r->pool, root->path.len + 1 + ctx->name.len
+    p = ngx_pnalloc(r->pool, root->path.len + 1 + name->len
                              + sizeof(NGX_HTTP_ROUTE_GUARD_SUFFIX));
     if (p == NULL) {
-        return NGX_HTTP_ROUTE_GUARD_ERROR;
+        v->result = NGX_HTTP_ROUTE_GUARD_ERROR;
+        return;
     }
 
-    ctx->script.data = p;
+    v->script.data = p;
 
     p = ngx_cpymem(p, root->path.data, root->path.len);
     *p++ = '/';
     relative = p;
-    p = ngx_cpymem(p, ctx->name.data, ctx->name.len);
+    p = ngx_cpymem(p, name->data, name->len);
     p = ngx_cpymem(p, NGX_HTTP_ROUTE_GUARD_SUFFIX,
                    sizeof(NGX_HTTP_ROUTE_GUARD_SUFFIX));
 
-    ctx->script.len = p - 1 - ctx->script.data;
+    v->script.len = p - 1 - v->script.data;
 
     ngx_memzero(&how, sizeof(struct open_how));
     how.flags = O_RDONLY|O_NONBLOCK|O_NOCTTY|O_CLOEXEC;
     how.resolve = RESOLVE_BENEATH|RESOLVE_NO_MAGICLINKS;
 
+    if (cacheable != NULL && *cacheable) {
+        how.resolve |= RESOLVE_NO_SYMLINKS;
+    }
+
     /* EAGAIN: a concurrent rename raced with a ".." in a symlink target */
 
     tries = NGX_HTTP_ROUTE_GUARD_OPEN_TRIES;
 
-    do {
+    for ( ;; ) {
         fd = syscall(SYS_openat2, root->fd, relative, &how, sizeof(how));
-        err = (fd == -1) ? ngx_errno : 0;
-    } while (err == NGX_EAGAIN && --tries);
 
-    if (fd == -1) {
+        if (fd != -1) {
+            break;
+        }
+
+        err = ngx_errno;
+
+        if (err == NGX_ELOOP && (how.resolve & RESOLVE_NO_SYMLINKS)) {
+            how.resolve &= ~RESOLVE_NO_SYMLINKS;
+            *cacheable = 0;
+            continue;
+        }
+
+        if (err == NGX_EAGAIN && --tries) {
+            continue;
+        }
 
         switch (err) {
 
         case NGX_ENOENT:
         case NGX_ENOTDIR:
         case NGX_ELOOP:
-            return NGX_HTTP_ROUTE_GUARD_MISSING;
+            v->result = NGX_HTTP_ROUTE_GUARD_MISSING;
+            return;
 
         case EXDEV:
-            return NGX_HTTP_ROUTE_GUARD_SYMLINK_ESCAPE;
+            v->result = NGX_HTTP_ROUTE_GUARD_SYMLINK_ESCAPE;
+            return;
 
         case NGX_EACCES:
         case NGX_EPERM:
-            return NGX_HTTP_ROUTE_GUARD_UNREADABLE;
+            v->result = NGX_HTTP_ROUTE_GUARD_UNREADABLE;
+            return;
 
         case ENXIO:
         case ENODEV:
         case NGX_EAGAIN:
-            return NGX_HTTP_ROUTE_GUARD_NOT_REGULAR;
+            v->result = NGX_HTTP_ROUTE_GUARD_NOT_REGULAR;
+            return;
 
         default:
             ngx_log_error(NGX_LOG_CRIT, r->connection->log, err,
                           "route guard: openat2() of route \"%V\" failed",
-                          &ctx->name);
-            return NGX_HTTP_ROUTE_GUARD_ERROR;
+                          name);
+            v->result = NGX_HTTP_ROUTE_GUARD_ERROR;
+            return;
         }
     }
 
     if (fstat(fd, &sb) == -1) {
         ngx_log_error(NGX_LOG_CRIT, r->connection->log, ngx_errno,
-                      "route guard: fstat() of route \"%V\" failed",
-                      &ctx->name);
+                      "route guard: fstat() of route \"%V\" failed", name);
         (void) close(fd);
-        return NGX_HTTP_ROUTE_GUARD_ERROR;
+        v->result = NGX_HTTP_ROUTE_GUARD_ERROR;
+        return;
+    }
+
+    v->dev = sb.st_dev;
+    v->ino = sb.st_ino;
+    v->size = sb.st_size;
+    v->mtime = sb.st_mtim;
+    v->ctime = sb.st_ctim;
+
+    if (cacheable != NULL && sb.st_nlink > 1) {
+        *cacheable = 0;
     }
 
     if (!S_ISREG(sb.st_mode)) {
         (void) close(fd);
-        return NGX_HTTP_ROUTE_GUARD_NOT_REGULAR;
+        v->result = NGX_HTTP_ROUTE_GUARD_NOT_REGULAR;
+        return;
     }
 
-    if (!rglcf->bytecode) {
-        n = pread(fd, &first, 1, 0);
+    n = pread(fd, &first, 1, 0);
 
-        if (n == -1) {
-            err = ngx_errno;
-            (void) close(fd);
-            ngx_log_error(NGX_LOG_ERR, r->connection->log, err,
-                          "route guard: pread() of route \"%V\" failed",
-                          &ctx->name);
-            return NGX_HTTP_ROUTE_GUARD_UNREADABLE;
-        }
-
-        if (n == 1 && first == NGX_HTTP_ROUTE_GUARD_BC_MAGIC) {
-            (void) close(fd);
-            return NGX_HTTP_ROUTE_GUARD_BYTECODE;
-        }
+    if (n == -1) {
+        err = ngx_errno;
+        (void) close(fd);
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, err,
+                      "route guard: pread() of route \"%V\" failed", name);
+        v->result = NGX_HTTP_ROUTE_GUARD_UNREADABLE;
+        return;
     }
+
+    v->bytecode = (n == 1 && first == NGX_HTTP_ROUTE_GUARD_BC_MAGIC);
 
     if (close(fd) == -1) {
         ngx_log_error(NGX_LOG_ALERT, r->connection->log, ngx_errno,
-                      "route guard: close() of route \"%V\" failed",
-                      &ctx->name);
+                      "route guard: close() of route \"%V\" failed", name);
     }
 
-    return NGX_HTTP_ROUTE_GUARD_OK;
+    v->result = NGX_HTTP_ROUTE_GUARD_OK;
 }
 
 
@@ -587,6 +681,38 @@ ngx_http_route_guard_script_variable(ngx_http_request_t *r,
 
 
 static ngx_int_t
+ngx_http_route_guard_version_variable(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data)
+{
+    u_char                      *p;
+    ngx_http_route_guard_ctx_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_route_guard_module);
+
+    if (ctx == NULL
+        || ctx->result != NGX_HTTP_ROUTE_GUARD_OK
+        || ctx->version == 0)
+    {
+        v->not_found = 1;
+        return NGX_OK;
+    }
+
+    p = ngx_pnalloc(r->pool, NGX_INT64_LEN);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    v->len = ngx_sprintf(p, "%uL", ctx->version) - p;
+    v->valid = 1;
+    v->no_cacheable = 1;
+    v->not_found = 0;
+    v->data = p;
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
 ngx_http_route_guard_result_variable(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data)
 {
@@ -637,13 +763,14 @@ ngx_http_route_guard_root(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
     ngx_http_route_guard_loc_conf_t *rglcf = conf;
 
-    long                          fd;
-    ngx_str_t                    *value, name;
-    struct stat                   sb;
-    struct open_how               how;
-    ngx_pool_cleanup_t           *cln;
-    ngx_http_route_guard_root_t  *root;
-    char                          real[PATH_MAX];
+    long                               fd;
+    ngx_str_t                         *value, name;
+    struct stat                        sb;
+    struct open_how                    how;
+    ngx_pool_cleanup_t                *cln;
+    ngx_http_route_guard_root_t       *root, **slot;
+    ngx_http_route_guard_main_conf_t  *rgmcf;
+    char                               real[PATH_MAX];
 
     if (rglcf->root != NGX_CONF_UNSET_PTR) {
         return "is duplicate";
@@ -667,7 +794,7 @@ ngx_http_route_guard_root(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         return NGX_CONF_ERROR;
     }
 
-    root = ngx_palloc(cf->pool, sizeof(ngx_http_route_guard_root_t));
+    root = ngx_pcalloc(cf->pool, sizeof(ngx_http_route_guard_root_t));
     if (root == NULL) {
         return NGX_CONF_ERROR;
     }
@@ -731,6 +858,15 @@ ngx_http_route_guard_root(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         return NGX_CONF_ERROR;
     }
 
+    rgmcf = ngx_http_conf_get_module_main_conf(cf,
+                                               ngx_http_route_guard_module);
+
+    slot = ngx_array_push(&rgmcf->roots);
+    if (slot == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    *slot = root;
     rglcf->root = root;
 
     return NGX_CONF_OK;
@@ -766,6 +902,13 @@ ngx_http_route_guard_create_main_conf(ngx_conf_t *cf)
      *     rgmcf->enabled = 0;
      */
 
+    if (ngx_array_init(&rgmcf->roots, cf->pool, 2,
+                       sizeof(ngx_http_route_guard_root_t *))
+        != NGX_OK)
+    {
+        return NULL;
+    }
+
     return rgmcf;
 }
 
@@ -792,6 +935,7 @@ ngx_http_route_guard_create_loc_conf(ngx_conf_t *cf)
     rglcf->max_segments = NGX_CONF_UNSET;
     rglcf->max_segment_length = NGX_CONF_UNSET;
     rglcf->bytecode = NGX_CONF_UNSET;
+    rglcf->cache = NGX_CONF_UNSET;
     rglcf->invalid_status = NGX_CONF_UNSET;
     rglcf->missing_status = NGX_CONF_UNSET;
     rglcf->unusable_status = NGX_CONF_UNSET;
@@ -818,6 +962,7 @@ ngx_http_route_guard_merge_loc_conf(ngx_conf_t *cf, void *parent,
                          ROUTE_NAME_MAX_SEGMENT_LENGTH);
 
     ngx_conf_merge_value(conf->bytecode, prev->bytecode, 0);
+    ngx_conf_merge_value(conf->cache, prev->cache, 1);
 
     ngx_conf_merge_value(conf->invalid_status, prev->invalid_status,
                          NGX_HTTP_BAD_REQUEST);
@@ -883,4 +1028,33 @@ ngx_http_route_guard_init(ngx_conf_t *cf)
     *h = ngx_http_route_guard_handler;
 
     return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_route_guard_init_process(ngx_cycle_t *cycle)
+{
+    ngx_http_route_guard_main_conf_t  *rgmcf;
+
+    if (ngx_process != NGX_PROCESS_WORKER
+        && ngx_process != NGX_PROCESS_SINGLE)
+    {
+        return NGX_OK;
+    }
+
+    rgmcf = ngx_http_cycle_get_module_main_conf(cycle,
+                                                ngx_http_route_guard_module);
+
+    if (rgmcf == NULL || !rgmcf->enabled) {
+        return NGX_OK;
+    }
+
+    return ngx_http_route_guard_cache_init(cycle, &rgmcf->roots);
+}
+
+
+static void
+ngx_http_route_guard_exit_process(ngx_cycle_t *cycle)
+{
+    ngx_http_route_guard_cache_exit();
 }
