@@ -40,10 +40,10 @@ stop:
 .PHONY: test test-unit test-routes test-nginx test-dynamic
 test: test-unit test-routes test-nginx test-dynamic
 
-test-unit: $(BUILD)/bin/route-name-test
+test-unit: $(BUILD)/.deps $(BUILD)/bin/route-name-test
 	prove --exec '' $(BUILD)/bin/route-name-test
 
-test-routes: $(BUILD)/bin/route-check
+test-routes: $(BUILD)/.deps $(BUILD)/bin/route-check
 	$(BUILD)/bin/route-check --tree routes/
 
 test-nginx: all

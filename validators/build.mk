@@ -69,3 +69,9 @@ $(BUILD)/bin/route-name-bench: $(BUILD)/obj/bench/route_name_bench.o \
 	@mkdir -p $(@D)
 	$(ROUTE_CC) $(ROUTE_BENCH_CFLAGS) $(ROUTE_LDFLAGS) -o $@ $^ \
 		$(ROUTE_BENCH_LIBS)
+
+
+# a compiler and libpcre2-dev come from the Debian packages
+$(BUILD)/obj/route_name.o $(BUILD)/obj/route_check.o \
+$(BUILD)/obj/route_name_test.o $(BUILD)/obj/bench/route_name.o \
+$(BUILD)/obj/bench/route_name_bench.o: | $(BUILD)/.deps

@@ -42,6 +42,15 @@
 #define ROUTE_NAME_MASK_BITS   256
 #define ROUTE_NAME_MASK_WORDS  (ROUTE_NAME_MASK_BITS / 64)
 
+
+typedef struct {
+    __m128i   slashes;
+    __m128i   allowed;
+    uint64_t  word;
+    uint64_t  wd;
+    uint64_t  slash;
+} route_name_chunks_t;
+
 #else
 
 #define ROUTE_NAME_SSE2  0
@@ -52,6 +61,9 @@
 #if (ROUTE_NAME_SSE2)
 static int route_name_classify(const unsigned char *name, size_t len,
     const route_name_limits_t *limits, uint64_t *stop);
+static inline void route_name_chunk(route_name_chunks_t *c, __m128i x,
+    unsigned int shift);
+static size_t route_name_sum(__m128i counters);
 static size_t route_name_next(const uint64_t *mask, size_t pos);
 #endif
 static route_name_rc_e route_name_walk(const unsigned char *name,
@@ -82,6 +94,19 @@ static const unsigned char  route_name_class[256] = {
     0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
     0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0
 };
+
+
+#if (ROUTE_NAME_SSE2)
+
+/* 16 zero bytes, then 16 ones: a window of it keeps the last bytes */
+
+static const unsigned char  route_name_keep[32] = {
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+    0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff
+};
+
+#endif
 
 
 const route_name_limits_t  route_name_default_limits = {
@@ -264,78 +289,100 @@ static int
 route_name_classify(const unsigned char *name, size_t len,
     const route_name_limits_t *limits, uint64_t *stop)
 {
-    size_t          i, n, full, shift, start, end, slashes, allowed;
-    __m128i         x, lower, word, wd, slash, nslash, nallowed;
-    uint64_t        carry, starts, bad;
-    uint64_t        words[ROUTE_NAME_MASK_WORDS];
-    uint64_t        slashm[ROUTE_NAME_MASK_WORDS];
-    uint64_t        wdm[ROUTE_NAME_MASK_WORDS];
-    unsigned char   tail[16];
+    size_t                i, n, tail, start, end, slashes, allowed;
+    __m128i               keep;
+    uint64_t              carry, starts, bad, lo, hi;
+    unsigned int          shift;
+    route_name_chunks_t   c;
+    const unsigned char  *last;
+    uint64_t              word[ROUTE_NAME_MASK_WORDS];
+    uint64_t              wd[ROUTE_NAME_MASK_WORDS];
+    uint64_t              slash[ROUTE_NAME_MASK_WORDS];
+    unsigned char         small[16];
 
-    /* the signed compares below test unsigned ranges: x - lo < n */
-
-    const __m128i   a = _mm_set1_epi8((char) (0x80 - 'a'));
-    const __m128i   letters = _mm_set1_epi8((char) (0x80 + 26));
-    const __m128i   zero = _mm_set1_epi8((char) (0x80 - '0'));
-    const __m128i   digits = _mm_set1_epi8((char) (0x80 + 10));
-    const __m128i   case_bit = _mm_set1_epi8(0x20);
-    const __m128i   underscore = _mm_set1_epi8('_');
-    const __m128i   dash = _mm_set1_epi8('-');
-    const __m128i   slash_byte = _mm_set1_epi8('/');
-
-    memset(words, 0, sizeof(words));
-    memset(slashm, 0, sizeof(slashm));
-    memset(wdm, 0, sizeof(wdm));
-
-    full = len / 16;
     n = (len + 15) / 16;
+    tail = len % 16;
 
-    /* the last bytes, if not a whole chunk, padded with NULs: no W, D, S */
+    /*
+     * The last chunk, when not a whole one, is loaded so as not to read
+     * past the name: the 16 bytes ending at len, with the first 16 - tail
+     * (seen already) cleared and their bits shifted out; or, when the name
+     * is shorter than 16 bytes, the bytes themselves, with 8-, 4- or
+     * 1-byte loads that may overlap, into a zeroed buffer.  Cleared bytes
+     * are neither W, D nor S.
+     */
 
-    if (n != full) {
-        memset(tail, 0, sizeof(tail));
-        memcpy(tail, name + full * 16, len % 16);
+    last = name + (n - 1) * 16;
+    keep = _mm_set1_epi8(-1);
+    shift = 0;
+
+    if (tail != 0) {
+
+        if (len > 16) {
+            last = name + len - 16;
+            keep = _mm_loadu_si128((const __m128i *)
+                                   (route_name_keep + tail));
+            shift = 16 - tail;
+
+        } else {
+            hi = 0;
+
+            if (len >= 8) {
+                memcpy(&lo, name, 8);
+                memcpy(&hi, name + len - 8, 8);
+                hi = hi >> (15 - len) * 8 >> 8;
+
+            } else if (len >= 4) {
+                lo = 0;
+                memcpy(&lo, name, 4);
+                memcpy(&hi, name + len - 4, 4);
+                lo |= hi << (len - 4) * 8;
+                hi = 0;
+
+            } else {
+                lo = name[0]
+                     | (uint64_t) name[len / 2] << len / 2 * 8
+                     | (uint64_t) name[len - 1] << (len - 1) * 8;
+            }
+
+            memcpy(small, &lo, 8);
+            memcpy(small + 8, &hi, 8);
+            last = small;
+        }
     }
 
-    /* byte counters, 16 lanes of at most n each */
+    memset(&c, 0, sizeof(route_name_chunks_t));
+    memset(word, 0, sizeof(word));
+    memset(wd, 0, sizeof(wd));
+    memset(slash, 0, sizeof(slash));
 
-    nslash = _mm_setzero_si128();
-    nallowed = _mm_setzero_si128();
+    /*
+     * The masks of 4 chunks are shifted in, 16 bits at a time, and stored
+     * after each chunk: the last store to a word is the whole word.
+     */
 
-    for (i = 0; i < n; i++) {
-        x = _mm_loadu_si128((const __m128i *)
-                            (i < full ? name + i * 16 : tail));
-
-        lower = _mm_add_epi8(_mm_or_si128(x, case_bit), a);
-
-        word = _mm_or_si128(
-                   _mm_or_si128(_mm_cmplt_epi8(lower, letters),
-                                _mm_cmplt_epi8(_mm_add_epi8(x, zero),
-                                               digits)),
-                   _mm_cmpeq_epi8(x, underscore));
-
-        wd = _mm_or_si128(word, _mm_cmpeq_epi8(x, dash));
-        slash = _mm_cmpeq_epi8(x, slash_byte);
-
-        /* compares yield -1 */
-
-        nslash = _mm_sub_epi8(nslash, slash);
-        nallowed = _mm_sub_epi8(nallowed, _mm_or_si128(wd, slash));
-
-        shift = (i % 4) * 16;
-
-        words[i / 4] |= (uint64_t) _mm_movemask_epi8(word) << shift;
-        wdm[i / 4] |= (uint64_t) _mm_movemask_epi8(wd) << shift;
-        slashm[i / 4] |= (uint64_t) _mm_movemask_epi8(slash) << shift;
+    for (i = 0; i < n - 1; i++) {
+        route_name_chunk(&c, _mm_loadu_si128((const __m128i *)
+                                             (name + i * 16)), 0);
+        word[i / 4] = c.word;
+        wd[i / 4] = c.wd;
+        slash[i / 4] = c.slash;
     }
 
-    nslash = _mm_sad_epu8(nslash, _mm_setzero_si128());
-    nallowed = _mm_sad_epu8(nallowed, _mm_setzero_si128());
+    route_name_chunk(&c, _mm_and_si128(_mm_loadu_si128((const __m128i *)
+                                                       last), keep),
+                     shift);
 
-    slashes = (size_t) _mm_cvtsi128_si32(nslash)
-              + (size_t) _mm_extract_epi16(nslash, 4);
-    allowed = (size_t) _mm_cvtsi128_si32(nallowed)
-              + (size_t) _mm_extract_epi16(nallowed, 4);
+    /* and a last word of less than 4 chunks is shifted into place */
+
+    shift = (3 - (n - 1) % 4) * 16;
+
+    word[(n - 1) / 4] = c.word >> shift;
+    wd[(n - 1) / 4] = c.wd >> shift;
+    slash[(n - 1) / 4] = c.slash >> shift;
+
+    slashes = route_name_sum(c.slashes);
+    allowed = route_name_sum(c.allowed);
 
     bad = (allowed != len)
           | (slashes >= limits->max_segments)
@@ -345,28 +392,73 @@ route_name_classify(const unsigned char *name, size_t len,
     start = 0;
 
     for (i = 0; i < ROUTE_NAME_MASK_WORDS; i++) {
-        starts = (slashm[i] << 1) | carry;
-        carry = slashm[i] >> 63;
-        bad |= starts & ~words[i];
+        starts = (slash[i] << 1) | carry;
+        carry = slash[i] >> 63;
+        bad |= starts & ~word[i];
 
-        stop[i] = ~wdm[i];
+        stop[i] = ~wd[i];
 
-        if (stop[i] == 0) {
-            /* the segment goes on: it has at least these bytes */
-            end = i * 64 + 64;
+        /* with no stop bit, the segment has at least the word's bytes */
 
-        } else {
-            end = i * 64 + __builtin_ctzll(stop[i]);
-        }
-
+        end = i * 64 + __builtin_ctzll(stop[i] | (uint64_t) 1 << 63);
         bad |= (end - start > limits->max_segment_length);
 
-        if (stop[i] != 0) {
-            start = i * 64 + 64 - __builtin_clzll(stop[i]);
-        }
+        start = (stop[i] != 0) ? i * 64 + 64 - __builtin_clzll(stop[i])
+                               : start;
     }
 
     return bad == 0;
+}
+
+
+/*
+ * Classifies 16 bytes into masks of W, W|D and S bytes, shifted in at the
+ * top of c->word, c->wd and c->slash after a shift right of the new bits
+ * by "shift"; and counts S bytes and W|D|S bytes, 16 lanes of at most 16
+ * chunks each.  The compares are signed, so ranges are tested as
+ * x - lo + 0x80 < n + 0x80; and they yield -1.
+ */
+
+static inline void
+route_name_chunk(route_name_chunks_t *c, __m128i x, unsigned int shift)
+{
+    __m128i  word, wd, slash;
+
+    word = _mm_cmplt_epi8(_mm_add_epi8(_mm_or_si128(x, _mm_set1_epi8(0x20)),
+                                       _mm_set1_epi8((char) (0x80 - 'a'))),
+                          _mm_set1_epi8((char) (0x80 + 26)));
+
+    word = _mm_or_si128(word,
+               _mm_cmplt_epi8(_mm_add_epi8(x,
+                                           _mm_set1_epi8((char) (0x80 - '0'))),
+                              _mm_set1_epi8((char) (0x80 + 10))));
+
+    word = _mm_or_si128(word, _mm_cmpeq_epi8(x, _mm_set1_epi8('_')));
+    wd = _mm_or_si128(word, _mm_cmpeq_epi8(x, _mm_set1_epi8('-')));
+    slash = _mm_cmpeq_epi8(x, _mm_set1_epi8('/'));
+
+    c->slashes = _mm_sub_epi8(c->slashes, slash);
+    c->allowed = _mm_sub_epi8(c->allowed, _mm_or_si128(wd, slash));
+
+    c->word = (c->word >> 16)
+              | (uint64_t) ((unsigned) _mm_movemask_epi8(word) >> shift) << 48;
+    c->wd = (c->wd >> 16)
+            | (uint64_t) ((unsigned) _mm_movemask_epi8(wd) >> shift) << 48;
+    c->slash = (c->slash >> 16)
+               | (uint64_t) ((unsigned) _mm_movemask_epi8(slash) >> shift)
+                 << 48;
+}
+
+
+/* the sum of 16 byte counters */
+
+static size_t
+route_name_sum(__m128i counters)
+{
+    counters = _mm_sad_epu8(counters, _mm_setzero_si128());
+
+    return (size_t) _mm_cvtsi128_si32(counters)
+           + (size_t) _mm_extract_epi16(counters, 4);
 }
 
 
