@@ -43,8 +43,10 @@ test: test-unit test-routes test-nginx test-dynamic
 test-unit: $(BUILD)/.deps $(BUILD)/bin/route-name-test
 	prove --exec '' $(BUILD)/bin/route-name-test
 
+# the shipped routes: names and files (route-check), then Lua (luacheck)
 test-routes: $(BUILD)/.deps $(BUILD)/bin/route-check
 	$(BUILD)/bin/route-check --tree routes/
+	luacheck --no-color routes/
 
 test-nginx: all
 	prove -r t/
