@@ -26,6 +26,7 @@ typedef enum {
     NGX_HTTP_ROUTE_GUARD_UNREADABLE,
     NGX_HTTP_ROUTE_GUARD_SYMLINK_ESCAPE,
     NGX_HTTP_ROUTE_GUARD_BYTECODE,
+    NGX_HTTP_ROUTE_GUARD_MISMATCH,
     NGX_HTTP_ROUTE_GUARD_ERROR
 } ngx_http_route_guard_result_e;
 
@@ -45,9 +46,12 @@ typedef struct {
 /* What the guard found for one name: kept by the cache between requests. */
 
 typedef struct {
-    /* one of OK, MISSING, NOT_REGULAR, UNREADABLE, SYMLINK_ESCAPE, ERROR */
+    /*
+     * one of OK, MISSING, NOT_REGULAR, UNREADABLE, SYMLINK_ESCAPE,
+     * MISMATCH, ERROR
+     */
     ngx_http_route_guard_result_e   result;
-    ngx_str_t                       script;     /* <root>/<name>.lua */
+    ngx_str_t                       script;     /* <root>/<name>.lua\0 */
 
     /* the first byte is ESC: a LuaJIT bytecode dump */
     unsigned                        bytecode:1;

@@ -171,8 +171,10 @@ ngx_http_route_guard_cache_store(ngx_http_route_guard_cache_t *cache,
 
     verdict->version = ++ngx_http_route_guard_last_version;
 
+    /* the script path is kept with its terminating NUL, as found */
+
     e = ngx_alloc(sizeof(ngx_http_route_guard_entry_t)
-                  + name->len + verdict->script.len, ngx_cycle->log);
+                  + name->len + verdict->script.len + 1, ngx_cycle->log);
     if (e == NULL) {
         return;
     }
@@ -186,7 +188,7 @@ ngx_http_route_guard_cache_store(ngx_http_route_guard_cache_t *cache,
 
     e->verdict = *verdict;
     e->verdict.script.data = p;
-    ngx_memcpy(p, verdict->script.data, verdict->script.len);
+    ngx_memcpy(p, verdict->script.data, verdict->script.len + 1);
 
     e->stale = 0;
     e->cacheable = cacheable;

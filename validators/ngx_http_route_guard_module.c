@@ -255,6 +255,7 @@ static ngx_str_t  ngx_http_route_guard_results[] = {
     ngx_string("unreadable"),
     ngx_string("symlink_escape"),
     ngx_string("bytecode"),
+    ngx_string("mismatch"),
     ngx_string("error")
 };
 
@@ -294,7 +295,7 @@ ngx_http_route_guard_check(ngx_http_request_t *r,
 {
     size_t                          offset;
     ngx_str_t                       name;
-    ngx_uint_t                      cacheable;
+    ngx_uint_t                      cacheable, tries;
     route_name_rc_e                 rc;
     ngx_http_route_guard_verdict_t  v;
 
@@ -313,13 +314,20 @@ ngx_http_route_guard_check(ngx_http_request_t *r,
 
     ctx->name = name;
 
-    if (rglcf->cache && rglcf->root->cache != NULL) {
-        ngx_http_route_guard_find(r, rglcf->root, &name, &v, &cacheable);
+    /* a mismatch once may be a deploy racing the check: look again */
 
-    } else {
-        ngx_http_route_guard_open(r, rglcf->root, &name, &v, NULL);
-        v.version = 0;
-    }
+    tries = 2;
+
+    do {
+        if (rglcf->cache && rglcf->root->cache != NULL) {
+            ngx_http_route_guard_find(r, rglcf->root, &name, &v, &cacheable);
+
+        } else {
+            ngx_http_route_guard_open(r, rglcf->root, &name, &v, NULL);
+            v.version = 0;
+        }
+
+    } while (v.result == NGX_HTTP_ROUTE_GUARD_MISMATCH && --tries);
 
     ctx->script = v.script;
     ctx->version = v.version;
@@ -388,6 +396,7 @@ ngx_http_route_guard_find(ngx_http_request_t *r,
     ngx_http_route_guard_open(r, root, name, v, cacheable);
 
     if (v->result != NGX_HTTP_ROUTE_GUARD_MISSING
+        && v->result != NGX_HTTP_ROUTE_GUARD_MISMATCH
         && v->result != NGX_HTTP_ROUTE_GUARD_ERROR)
     {
         ngx_http_route_guard_cache_store(root->cache, name, v, *cacheable);
@@ -545,6 +554,21 @@ ngx_http_route_guard_open(ngx_http_request_t *r,
                       "route guard: close() of route \"%V\" failed", name);
     }
 
+    /*
+     * The content handler opens the script again, by its path: the path
+     * must lead to the file just checked beneath the root's descriptor.
+     * It would not if the root directory had been replaced since the
+     * configuration was loaded, or the file were replaced right now.
+     */
+
+    if (stat((char *) v->script.data, &sb) == -1
+        || sb.st_dev != v->dev
+        || sb.st_ino != v->ino)
+    {
+        v->result = NGX_HTTP_ROUTE_GUARD_MISMATCH;
+        return;
+    }
+
     v->result = NGX_HTTP_ROUTE_GUARD_OK;
 }
 
@@ -635,8 +659,13 @@ ngx_http_route_guard_log_unusable(ngx_http_request_t *r,
         why = "escapes the routes root";
         break;
 
-    default: /* NGX_HTTP_ROUTE_GUARD_BYTECODE */
+    case NGX_HTTP_ROUTE_GUARD_BYTECODE:
         why = "is bytecode and route_guard_bytecode is off";
+        break;
+
+    default: /* NGX_HTTP_ROUTE_GUARD_MISMATCH */
+        why = "has a path that does not lead to the checked file "
+              "(was the routes root replaced? reload nginx)";
         break;
     }
 

@@ -42,13 +42,19 @@
 #define ROUTE_NAME_MASK_BITS   256
 #define ROUTE_NAME_MASK_WORDS  (ROUTE_NAME_MASK_BITS / 64)
 
+/*
+ * Two bits in one 64-bit word are at most 62 positions apart: segments
+ * allowed that long can only be too long across words.
+ */
+#define ROUTE_NAME_MASK_SEGMENT_LENGTH  62
+
 
 typedef struct {
-    __m128i   slashes;
-    __m128i   allowed;
-    uint64_t  word;
-    uint64_t  wd;
-    uint64_t  slash;
+    __m128i   slashes;      /* S bytes, counted in 16 lanes */
+    __m128i   allowed;      /* W, D or S bytes, likewise */
+    __m128i   bad_starts;   /* segment starts that are not W bytes */
+    __m128i   slash;        /* the S bytes of the last chunk */
+    uint64_t  wd;           /* W or D bits of the last 4 chunks */
 } route_name_chunks_t;
 
 #else
@@ -62,7 +68,7 @@ typedef struct {
 static int route_name_classify(const unsigned char *name, size_t len,
     const route_name_limits_t *limits, uint64_t *stop);
 static inline void route_name_chunk(route_name_chunks_t *c, __m128i x,
-    unsigned int shift);
+    __m128i keep, unsigned int shift);
 static size_t route_name_sum(__m128i counters);
 static size_t route_name_next(const uint64_t *mask, size_t pos);
 #endif
@@ -154,8 +160,9 @@ route_name_check(const unsigned char *name, size_t len,
 
 #if (ROUTE_NAME_SSE2)
 
-    if (len < ROUTE_NAME_MASK_BITS) {
-
+    if (len < ROUTE_NAME_MASK_BITS
+        && limits->max_segment_length >= ROUTE_NAME_MASK_SEGMENT_LENGTH)
+    {
         if (route_name_classify(name, len, limits, stop)) {
             return ROUTE_NAME_OK;
         }
@@ -267,38 +274,35 @@ failed:
 #if (ROUTE_NAME_SSE2)
 
 /*
- * Classifies a name of 1 to ROUTE_NAME_MASK_BITS - 1 bytes into masks and
- * returns 1 if it is valid, else 0; either way "stop" receives the bits
- * of the bytes that are not W or D, and every bit from len on.
- *
- * A name is valid when:
+ * Classifies a name of 1 to ROUTE_NAME_MASK_BITS - 1 bytes and returns 1
+ * if it is valid, else 0; either way "stop" receives, one bit a byte, the
+ * bytes that are not W or D, and every bit from len on, up to the word
+ * holding bit len.  A name is valid when:
  *
  *   - all its bytes are W, D or S;
- *   - every segment start (0, and each position after a "/") is a W byte,
- *     which also rejects empty segments, a trailing "/" (the start at len
- *     is no W byte) and leading dashes;
+ *   - every segment start (0, and each byte after a "/") is a W byte,
+ *     which rejects empty segments and leading dashes, and it does not
+ *     end with "/";
  *   - it has fewer than max_segments slashes;
- *   - no run between stop bits is longer than max_segment_length.  Two
- *     stop bits in the same 64-bit word are at most 62 bytes apart, so
- *     from 62 up only the first stop bit of each word needs measuring
- *     from the last one of the words before; smaller limits are left to
- *     the walk.
+ *   - no run of bytes between stop bits is longer than max_segment_length
+ *     (a bad byte ends a run here as it ends a segment in the walk).  With
+ *     a limit of at least ROUTE_NAME_MASK_SEGMENT_LENGTH, only runs that
+ *     reach into a word from the words before can be too long: the run
+ *     before the first stop bit of each word is measured, from the last
+ *     stop bit before the word.
  */
 
 static int
 route_name_classify(const unsigned char *name, size_t len,
     const route_name_limits_t *limits, uint64_t *stop)
 {
-    size_t                i, n, tail, start, end, slashes, allowed;
+    size_t                i, n, tail, start, end;
     __m128i               keep;
-    uint64_t              carry, starts, bad, lo, hi;
+    uint64_t              bad, lo, hi;
     unsigned int          shift;
+    unsigned char         small[16];
     route_name_chunks_t   c;
     const unsigned char  *last;
-    uint64_t              word[ROUTE_NAME_MASK_WORDS];
-    uint64_t              wd[ROUTE_NAME_MASK_WORDS];
-    uint64_t              slash[ROUTE_NAME_MASK_WORDS];
-    unsigned char         small[16];
 
     n = (len + 15) / 16;
     tail = len % 16;
@@ -351,60 +355,59 @@ route_name_classify(const unsigned char *name, size_t len,
         }
     }
 
-    memset(&c, 0, sizeof(route_name_chunks_t));
-    memset(word, 0, sizeof(word));
-    memset(wd, 0, sizeof(wd));
-    memset(slash, 0, sizeof(slash));
+    c.slashes = _mm_setzero_si128();
+    c.allowed = _mm_setzero_si128();
+    c.bad_starts = _mm_setzero_si128();
+
+    /* as if a "/" came before the name: byte 0 starts a segment */
+    c.slash = _mm_slli_si128(_mm_set1_epi8(-1), 15);
 
     /*
-     * The masks of 4 chunks are shifted in, 16 bits at a time, and stored
+     * The stop bits of 4 chunks are shifted in, 16 at a time, and stored
      * after each chunk: the last store to a word is the whole word.
      */
 
+    c.wd = 0;
+
     for (i = 0; i < n - 1; i++) {
         route_name_chunk(&c, _mm_loadu_si128((const __m128i *)
-                                             (name + i * 16)), 0);
-        word[i / 4] = c.word;
-        wd[i / 4] = c.wd;
-        slash[i / 4] = c.slash;
+                                             (name + i * 16)),
+                         _mm_set1_epi8(-1), 0);
+        stop[i / 4] = ~c.wd;
     }
 
-    route_name_chunk(&c, _mm_and_si128(_mm_loadu_si128((const __m128i *)
-                                                       last), keep),
+    route_name_chunk(&c, _mm_loadu_si128((const __m128i *) last), keep,
                      shift);
 
-    /* and a last word of less than 4 chunks is shifted into place */
+    /* a last word of less than 4 chunks is shifted into place */
 
-    shift = (3 - (n - 1) % 4) * 16;
+    stop[(n - 1) / 4] = ~(c.wd >> (3 - (n - 1) % 4) * 16);
 
-    word[(n - 1) / 4] = c.word >> shift;
-    wd[(n - 1) / 4] = c.wd >> shift;
-    slash[(n - 1) / 4] = c.slash >> shift;
+    /* and a name of 64, 128 or 192 bytes has bit len in the next word */
 
-    slashes = route_name_sum(c.slashes);
-    allowed = route_name_sum(c.allowed);
+    if (len % 64 == 0) {
+        stop[len / 64] = ~(uint64_t) 0;
+    }
 
-    bad = (allowed != len)
-          | (slashes >= limits->max_segments)
-          | (limits->max_segment_length < 62);
+    /* the start at len, after a final "/", is not checked in the chunks */
 
-    carry = 1;
+    bad = _mm_movemask_epi8(c.bad_starts);
+    bad |= (route_name_sum(c.allowed) != len);
+    bad |= (route_name_sum(c.slashes) >= limits->max_segments);
+    bad |= (name[len - 1] == '/');
+
     start = 0;
 
-    for (i = 0; i < ROUTE_NAME_MASK_WORDS; i++) {
-        starts = (slash[i] << 1) | carry;
-        carry = slash[i] >> 63;
-        bad |= starts & ~word[i];
+    for (i = 0; i <= len / 64; i++) {
 
-        stop[i] = ~wd[i];
-
-        /* with no stop bit, the segment has at least the word's bytes */
+        /* with no stop bit, the run has at least the word's bytes */
 
         end = i * 64 + __builtin_ctzll(stop[i] | (uint64_t) 1 << 63);
         bad |= (end - start > limits->max_segment_length);
 
-        start = (stop[i] != 0) ? i * 64 + 64 - __builtin_clzll(stop[i])
-                               : start;
+        if (stop[i] != 0) {
+            start = i * 64 + 64 - __builtin_clzll(stop[i]);
+        }
     }
 
     return bad == 0;
@@ -412,17 +415,29 @@ route_name_classify(const unsigned char *name, size_t len,
 
 
 /*
- * Classifies 16 bytes into masks of W, W|D and S bytes, shifted in at the
- * top of c->word, c->wd and c->slash after a shift right of the new bits
- * by "shift"; and counts S bytes and W|D|S bytes, 16 lanes of at most 16
- * chunks each.  The compares are signed, so ranges are tested as
- * x - lo + 0x80 < n + 0x80; and they yield -1.
+ * Classifies a chunk of 16 bytes, of which those where "keep" is 0 are not
+ * the name's: cleared, and their "shift" bits shifted out of the W|D bits.
+ * The compares are signed, so ranges are tested as x - lo + 0x80 < n +
+ * 0x80; they yield -1, which counts in the 16 lanes of c->slashes and
+ * c->allowed (at most 16 chunks).  A segment starts at a byte following
+ * a "/", which may be the last byte of the previous chunk, or the byte
+ * before the first kept one.
  */
 
 static inline void
-route_name_chunk(route_name_chunks_t *c, __m128i x, unsigned int shift)
+route_name_chunk(route_name_chunks_t *c, __m128i x, __m128i keep,
+    unsigned int shift)
 {
-    __m128i  word, wd, slash;
+    __m128i  word, wd, slash, starts;
+
+    slash = _mm_cmpeq_epi8(x, _mm_set1_epi8('/'));
+    starts = _mm_or_si128(_mm_slli_si128(slash, 1),
+                          _mm_srli_si128(c->slash, 15));
+    c->slash = slash;
+
+    x = _mm_and_si128(x, keep);
+    slash = _mm_and_si128(slash, keep);
+    starts = _mm_and_si128(starts, keep);
 
     word = _mm_cmplt_epi8(_mm_add_epi8(_mm_or_si128(x, _mm_set1_epi8(0x20)),
                                        _mm_set1_epi8((char) (0x80 - 'a'))),
@@ -435,18 +450,14 @@ route_name_chunk(route_name_chunks_t *c, __m128i x, unsigned int shift)
 
     word = _mm_or_si128(word, _mm_cmpeq_epi8(x, _mm_set1_epi8('_')));
     wd = _mm_or_si128(word, _mm_cmpeq_epi8(x, _mm_set1_epi8('-')));
-    slash = _mm_cmpeq_epi8(x, _mm_set1_epi8('/'));
 
     c->slashes = _mm_sub_epi8(c->slashes, slash);
     c->allowed = _mm_sub_epi8(c->allowed, _mm_or_si128(wd, slash));
+    c->bad_starts = _mm_or_si128(c->bad_starts,
+                                 _mm_andnot_si128(word, starts));
 
-    c->word = (c->word >> 16)
-              | (uint64_t) ((unsigned) _mm_movemask_epi8(word) >> shift) << 48;
     c->wd = (c->wd >> 16)
             | (uint64_t) ((unsigned) _mm_movemask_epi8(wd) >> shift) << 48;
-    c->slash = (c->slash >> 16)
-               | (uint64_t) ((unsigned) _mm_movemask_epi8(slash) >> shift)
-                 << 48;
 }
 
 

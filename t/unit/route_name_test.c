@@ -42,6 +42,7 @@ static void test_bytes(void);
 static void test_segment_length(void);
 static void test_segments(void);
 static void test_length(void);
+static void test_chunk_boundaries(void);
 static void test_custom_limits(void);
 static void test_all_single_bytes(void);
 static void test_all_bytes_in_context(void);
@@ -80,6 +81,7 @@ main(void)
     test_segment_length();
     test_segments();
     test_length();
+    test_chunk_boundaries();
     test_custom_limits();
     test_all_single_bytes();
     test_all_bytes_in_context();
@@ -446,6 +448,155 @@ test_length(void)
     is_name(name, 64, dflt, OK, 0);
 
     free(name);
+}
+
+
+/*
+ * Lengths and violations on and around the edges of the 16-byte chunks
+ * and 64-bit mask words of the SSE2 path, which takes names of up to 255
+ * bytes; longer ones, and max_segment_length under 62, are walked byte by
+ * byte.  Checked by hand first, then against the model.
+ */
+
+static void
+test_chunk_boundaries(void)
+{
+    size_t                i, j, k, l, s, len, pos, count, bad, off1, off2;
+    unsigned char         name[300];
+    route_name_rc_e       rc1, rc2;
+    route_name_limits_t   limits[4];
+
+    static const size_t  lengths[] = {
+        1, 2, 3, 4, 7, 8, 9, 15, 16, 17, 31, 32, 33, 47, 48, 49,
+        63, 64, 65, 127, 128, 129, 191, 192, 193, 254, 255, 256, 257
+    };
+
+    static const size_t  positions[] = {
+        0, 1, 2, 14, 15, 16, 17, 30, 31, 32, 33, 47, 48, 62, 63, 64, 65,
+        126, 127, 128, 129, 191, 192, 193, 253, 254, 255, 256
+    };
+
+    /* a "/" after every step - 1 bytes */
+
+    static const size_t  steps[] = { 16, 17, 32, 33, 63, 64, 65, 66, 300 };
+
+    static const unsigned char  bytes[] = {
+        '.', '/', '-', 'a', '_', '\0', 0x80, 0xff
+    };
+
+    static const unsigned char  word[] =
+        "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_";
+
+    memset(name, 'a', sizeof(name));
+
+    name[15] = '.';
+    is_name(name, 16, dflt, ROUTE_NAME_BAD_BYTE, 15);
+    is_name(name, 15, dflt, OK, 0);
+    name[15] = '/';
+    is_name(name, 16, dflt, ROUTE_NAME_EMPTY_SEGMENT, 16);
+    name[16] = '-';
+    is_name(name, 17, dflt, ROUTE_NAME_LEADING_DASH, 16);
+    name[16] = '/';
+    is_name(name, 33, dflt, ROUTE_NAME_EMPTY_SEGMENT, 16);
+    name[16] = 'a';
+    name[31] = '/';
+    name[32] = '.';
+    is_name(name, 33, dflt, ROUTE_NAME_BAD_BYTE, 32);
+    name[32] = 'a';
+    name[63] = '\0';
+    is_name(name, 64, dflt, ROUTE_NAME_BAD_BYTE, 63);
+    name[63] = '/';
+    is_name(name, 64, dflt, ROUTE_NAME_EMPTY_SEGMENT, 64);
+    is_name(name, 65, dflt, OK, 0);
+    name[64] = '-';
+    is_name(name, 65, dflt, ROUTE_NAME_LEADING_DASH, 64);
+    name[64] = 'a';
+
+    /* a segment of 64 bytes, 101 to 164, across the words 1 and 2 */
+
+    name[100] = '/';
+    name[165] = '/';
+    name[229] = '/';
+    is_name(name, 165, dflt, OK, 0);
+    is_name(name, 166, dflt, ROUTE_NAME_EMPTY_SEGMENT, 166);
+    is_name(name, 255, dflt, OK, 0);
+    name[165] = 'a';
+    is_name(name, 166, dflt, ROUTE_NAME_SEGMENT_TOO_LONG, 165);
+    is_name(name, 255, dflt, ROUTE_NAME_SEGMENT_TOO_LONG, 165);
+    name[165] = '/';
+    name[254] = '/';
+    is_name(name, 255, dflt, ROUTE_NAME_EMPTY_SEGMENT, 255);
+
+    limits[0] = route_name_default_limits;
+
+    limits[1].max_length = 1000;
+    limits[1].max_segments = 1000;
+    limits[1].max_segment_length = 64;
+
+    limits[2].max_length = 1000;
+    limits[2].max_segments = 8;
+    limits[2].max_segment_length = 62;
+
+    limits[3].max_length = 256;
+    limits[3].max_segments = 16;
+    limits[3].max_segment_length = 61;
+
+    for (k = 0; k < 4; k++) {
+        count = 0;
+        bad = 0;
+
+        for (l = 0; l < sizeof(lengths) / sizeof(lengths[0]); l++) {
+            len = lengths[l];
+
+            for (s = 0; s < sizeof(steps) / sizeof(steps[0]); s++) {
+
+                for (i = 0; i < len; i++) {
+                    name[i] = (i % steps[s] == steps[s] - 1 && i < len - 1)
+                              ? '/' : word[(i * 7 + s) % (sizeof(word) - 1)];
+                }
+
+                /* the name as it is, then a byte changed at each edge */
+
+                for (j = 0; j <= sizeof(positions) / sizeof(positions[0]); j++)
+                {
+                    pos = (j == 0) ? len : positions[j - 1];
+
+                    if (pos > len) {
+                        continue;
+                    }
+
+                    if (pos == len) {
+                        pos = len - 1;
+                    }
+
+                    for (i = 0; i < sizeof(bytes); i++) {
+                        name[len] = name[pos];
+                        name[pos] = (j == 0 && i == 0) ? name[pos] : bytes[i];
+
+                        off1 = 999;
+                        off2 = 999;
+                        rc1 = route_name_check(name, len, &limits[k], &off1);
+                        rc2 = model(name, len, &limits[k], &off2);
+
+                        if (rc1 != rc2 || (rc1 != OK && off1 != off2)) {
+                            if (bad++ < 5) {
+                                diag("\"%s\": %s at %zu, model %s at %zu",
+                                     printable(name, len),
+                                     route_name_reason(rc1), off1,
+                                     route_name_reason(rc2), off2);
+                            }
+                        }
+
+                        name[pos] = name[len];
+                        count++;
+                    }
+                }
+            }
+        }
+
+        ok(bad == 0, "%zu names around chunk edges agree with the model, "
+           "limits %zu", count, k);
+    }
 }
 
 
