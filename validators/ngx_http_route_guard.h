@@ -94,10 +94,20 @@ void ngx_http_route_guard_cache_store(ngx_http_route_guard_cache_t *cache,
     ngx_str_t *name, ngx_http_route_guard_verdict_t *verdict,
     ngx_uint_t cacheable);
 
-/* Starts and stops the worker's caches, one per root in "roots". */
+/*
+ * Starts and stops the worker's caches, one per root in "roots", and the
+ * watch of the modules tree (NUL-terminated "modules", or empty).
+ */
 ngx_int_t ngx_http_route_guard_cache_init(ngx_cycle_t *cycle,
-    ngx_array_t *roots);
+    ngx_array_t *roots, ngx_str_t *modules);
 void ngx_http_route_guard_cache_exit(void);
+
+/*
+ * For the Lua side, through the FFI: a number that changes whenever
+ * anything changes in the modules tree, as this worker has seen it; 0
+ * when the tree is not watched.
+ */
+uint64_t ngx_http_route_guard_modules_generation(void);
 
 
 #endif /* _NGX_HTTP_ROUTE_GUARD_H_INCLUDED_ */

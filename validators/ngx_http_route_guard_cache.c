@@ -29,6 +29,7 @@
 #include <ngx_http.h>
 
 #include <sys/inotify.h>
+#include <dirent.h>
 
 #include "ngx_http_route_guard.h"
 
@@ -36,6 +37,9 @@
 #define NGX_HTTP_ROUTE_GUARD_WATCH_MASK                                      \
     (IN_CREATE|IN_DELETE|IN_MODIFY|IN_CLOSE_WRITE|IN_ATTRIB                  \
      |IN_MOVED_FROM|IN_MOVED_TO|IN_DELETE_SELF|IN_MOVE_SELF)
+
+/* how deep the modules tree is watched */
+#define NGX_HTTP_ROUTE_GUARD_TREE_DEPTH  16
 
 #define NGX_HTTP_ROUTE_GUARD_EVENTS_SIZE                                     \
     (64 * (sizeof(struct inotify_event) + NAME_MAX + 1))
@@ -57,12 +61,16 @@ typedef struct {
 } ngx_http_route_guard_entry_t;
 
 
-/* a watched directory: the rbtree key is the watch descriptor */
+/*
+ * A watched directory, the rbtree key is the watch descriptor: one along
+ * the routes of a root ("cache" set, "dir" relative to the root), or one
+ * of the modules tree ("cache" NULL, "dir" its absolute path).
+ */
 
 typedef struct {
     ngx_rbtree_node_t               node;
     ngx_http_route_guard_cache_t   *cache;
-    ngx_str_t                       dir;        /* relative to the root */
+    ngx_str_t                       dir;
 } ngx_http_route_guard_watch_t;
 
 
@@ -74,6 +82,10 @@ static void ngx_http_route_guard_event(struct inotify_event *ie);
 static void ngx_http_route_guard_forget(ngx_http_route_guard_cache_t *cache,
     ngx_str_t *dir, u_char *file, size_t len);
 static void ngx_http_route_guard_reset(ngx_http_route_guard_cache_t *cache);
+static void ngx_http_route_guard_watch_tree(u_char *path, size_t len,
+    ngx_uint_t depth);
+static void ngx_http_route_guard_modules_event(
+    ngx_http_route_guard_watch_t *w, struct inotify_event *ie);
 static ngx_uint_t ngx_http_route_guard_same_file(
     ngx_http_route_guard_verdict_t *a, ngx_http_route_guard_verdict_t *b);
 
@@ -84,6 +96,9 @@ static ngx_array_t         ngx_http_route_guard_caches;
 static ngx_rbtree_t        ngx_http_route_guard_watches;
 static ngx_rbtree_node_t   ngx_http_route_guard_watches_sentinel;
 static uint64_t            ngx_http_route_guard_last_version;
+
+/* bumped on any change in the modules tree; 0 while it is not watched */
+static uint64_t            ngx_http_route_guard_modules_gen;
 
 
 ngx_int_t
@@ -373,6 +388,10 @@ ngx_http_route_guard_event(struct inotify_event *ie)
             ngx_http_route_guard_reset(cache[i]);
         }
 
+        if (ngx_http_route_guard_modules_gen) {
+            ngx_http_route_guard_modules_gen++;
+        }
+
         ngx_log_error(NGX_LOG_WARN, ngx_cycle->log, 0,
                       "route guard: inotify queue overflowed, "
                       "every route is checked again");
@@ -383,6 +402,11 @@ ngx_http_route_guard_event(struct inotify_event *ie)
 
     if (w == NULL) {
         return;     /* a watch removed by reset() */
+    }
+
+    if (w->cache == NULL) {
+        ngx_http_route_guard_modules_event(w, ie);
+        return;
     }
 
     if (ie->mask & IN_IGNORED) {
@@ -518,8 +542,139 @@ ngx_http_route_guard_reset(ngx_http_route_guard_cache_t *cache)
 }
 
 
+/*
+ * The modules tree: any change in it may change a module that a route
+ * requires.  Changes are rare and the Lua side compares the files it has
+ * loaded when the generation moves, so one counter for the whole tree is
+ * enough; new subdirectories are watched as they appear.
+ */
+
+uint64_t
+ngx_http_route_guard_modules_generation(void)
+{
+    return ngx_http_route_guard_modules_gen;
+}
+
+
+static void
+ngx_http_route_guard_modules_event(ngx_http_route_guard_watch_t *w,
+    struct inotify_event *ie)
+{
+    size_t  len;
+    u_char  path[NGX_MAX_PATH];
+
+    ngx_http_route_guard_modules_gen++;
+
+    if (ie->mask & IN_IGNORED) {
+        ngx_rbtree_delete(&ngx_http_route_guard_watches, &w->node);
+        ngx_free(w);
+        return;
+    }
+
+    if ((ie->mask & IN_ISDIR) && (ie->mask & (IN_CREATE|IN_MOVED_TO))
+        && ie->len)
+    {
+        len = ngx_strlen(ie->name);
+
+        if (w->dir.len + 1 + len + 1 > NGX_MAX_PATH) {
+            return;
+        }
+
+        ngx_memcpy(path, w->dir.data, w->dir.len);
+        path[w->dir.len] = '/';
+        ngx_memcpy(path + w->dir.len + 1, ie->name, len + 1);
+
+        ngx_http_route_guard_watch_tree(path, w->dir.len + 1 + len, 1);
+    }
+}
+
+
+/* watches "path" (NUL-terminated) and the directories below it */
+
+static void
+ngx_http_route_guard_watch_tree(u_char *path, size_t len, ngx_uint_t depth)
+{
+    int                            wd;
+    DIR                           *dir;
+    size_t                         n;
+    struct stat                    sb;
+    struct dirent                 *de;
+    ngx_http_route_guard_watch_t  *w;
+    u_char                         sub[NGX_MAX_PATH];
+
+    wd = inotify_add_watch(ngx_http_route_guard_inotify_fd, (char *) path,
+                           NGX_HTTP_ROUTE_GUARD_WATCH_MASK
+                           |IN_DONT_FOLLOW|IN_ONLYDIR);
+    if (wd == -1) {
+        if (ngx_errno != NGX_ENOENT && ngx_errno != NGX_ENOTDIR) {
+            ngx_log_error(NGX_LOG_WARN, ngx_cycle->log, ngx_errno,
+                          "route guard: inotify_add_watch(\"%s\") failed, "
+                          "changes of the modules in it are not seen",
+                          path);
+        }
+
+        return;
+    }
+
+    if (ngx_http_route_guard_find_watch(wd) == NULL) {
+        w = ngx_alloc(sizeof(ngx_http_route_guard_watch_t) + len,
+                      ngx_cycle->log);
+        if (w == NULL) {
+            return;
+        }
+
+        w->node.key = wd;
+        w->cache = NULL;
+        w->dir.len = len;
+        w->dir.data = (u_char *) w + sizeof(ngx_http_route_guard_watch_t);
+        ngx_memcpy(w->dir.data, path, len);
+
+        ngx_rbtree_insert(&ngx_http_route_guard_watches, &w->node);
+    }
+
+    if (depth >= NGX_HTTP_ROUTE_GUARD_TREE_DEPTH) {
+        return;
+    }
+
+    dir = opendir((char *) path);
+    if (dir == NULL) {
+        return;
+    }
+
+    while ((de = readdir(dir)) != NULL) {
+
+        if (de->d_name[0] == '.'
+            && (de->d_name[1] == '\0'
+                || (de->d_name[1] == '.' && de->d_name[2] == '\0')))
+        {
+            continue;
+        }
+
+        n = ngx_strlen(de->d_name);
+
+        if (len + 1 + n + 1 > NGX_MAX_PATH) {
+            continue;
+        }
+
+        ngx_memcpy(sub, path, len);
+        sub[len] = '/';
+        ngx_memcpy(sub + len + 1, de->d_name, n + 1);
+
+        if (de->d_type == DT_DIR
+            || (de->d_type == DT_UNKNOWN
+                && lstat((char *) sub, &sb) == 0 && S_ISDIR(sb.st_mode)))
+        {
+            ngx_http_route_guard_watch_tree(sub, len + 1 + n, depth + 1);
+        }
+    }
+
+    (void) closedir(dir);
+}
+
+
 ngx_int_t
-ngx_http_route_guard_cache_init(ngx_cycle_t *cycle, ngx_array_t *roots)
+ngx_http_route_guard_cache_init(ngx_cycle_t *cycle, ngx_array_t *roots,
+    ngx_str_t *modules)
 {
     ngx_uint_t                      i;
     ngx_connection_t               *c;
@@ -527,7 +682,7 @@ ngx_http_route_guard_cache_init(ngx_cycle_t *cycle, ngx_array_t *roots)
     ngx_http_route_guard_cache_t   *cache, **slot;
     ngx_http_route_guard_watch_t   *w;
 
-    if (roots->nelts == 0) {
+    if (roots->nelts == 0 && modules->len == 0) {
         return NGX_OK;
     }
 
@@ -616,6 +771,11 @@ ngx_http_route_guard_cache_init(ngx_cycle_t *cycle, ngx_array_t *roots)
 
         *slot = cache;
         root[i]->cache = cache;
+    }
+
+    if (modules->len) {
+        ngx_http_route_guard_watch_tree(modules->data, modules->len, 0);
+        ngx_http_route_guard_modules_gen = 1;
     }
 
     return NGX_OK;

@@ -30,6 +30,7 @@
 
 typedef struct {
     ngx_array_t                     roots;  /* ngx_http_route_guard_root_t * */
+    ngx_str_t                       modules;    /* realpath, NUL-terminated */
     ngx_flag_t                      enabled;
 } ngx_http_route_guard_main_conf_t;
 
@@ -86,6 +87,10 @@ static char *ngx_http_route_guard(ngx_conf_t *cf, ngx_command_t *cmd,
 static char *ngx_http_route_guard_root(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static void ngx_http_route_guard_close_root(void *data);
+static char *ngx_http_route_guard_modules(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static ngx_int_t ngx_http_route_guard_generation_variable(
+    ngx_http_request_t *r, ngx_http_variable_value_t *v, uintptr_t data);
 static void *ngx_http_route_guard_create_main_conf(ngx_conf_t *cf);
 static void *ngx_http_route_guard_create_loc_conf(ngx_conf_t *cf);
 static char *ngx_http_route_guard_merge_loc_conf(ngx_conf_t *cf,
@@ -128,6 +133,13 @@ static ngx_command_t  ngx_http_route_guard_commands[] = {
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
       ngx_http_route_guard_root,
       NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("route_guard_modules"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_http_route_guard_modules,
+      NGX_HTTP_MAIN_CONF_OFFSET,
       0,
       NULL },
 
@@ -236,6 +248,10 @@ static ngx_http_variable_t  ngx_http_route_guard_vars[] = {
 
     { ngx_string("route_version"), NULL,
       ngx_http_route_guard_version_variable, 0,
+      NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("route_modules_generation"), NULL,
+      ngx_http_route_guard_generation_variable, 0,
       NGX_HTTP_VAR_NOCACHEABLE, 0 },
 
     { ngx_string("route_guard_result"), NULL,
@@ -742,6 +758,28 @@ ngx_http_route_guard_version_variable(ngx_http_request_t *r,
 
 
 static ngx_int_t
+ngx_http_route_guard_generation_variable(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data)
+{
+    u_char  *p;
+
+    p = ngx_pnalloc(r->pool, NGX_INT64_LEN);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    v->len = ngx_sprintf(p, "%uL", ngx_http_route_guard_modules_generation())
+             - p;
+    v->valid = 1;
+    v->no_cacheable = 1;
+    v->not_found = 0;
+    v->data = p;
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
 ngx_http_route_guard_result_variable(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data)
 {
@@ -902,6 +940,56 @@ ngx_http_route_guard_root(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 }
 
 
+/*
+ * The modules tree that routes require from: watched by every worker so
+ * that the Lua side learns of a change without looking at the files.
+ */
+
+static char *
+ngx_http_route_guard_modules(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_route_guard_main_conf_t *rgmcf = conf;
+
+    ngx_str_t    *value, name;
+    struct stat   sb;
+    char          real[PATH_MAX];
+
+    if (rgmcf->modules.data != NULL) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+    name = value[1];
+
+    if (name.len == 0) {
+        return "requires a directory";
+    }
+
+    if (ngx_conf_full_name(cf->cycle, &name, 0) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
+
+    if (realpath((char *) name.data, real) == NULL
+        || stat(real, &sb) == -1 || !S_ISDIR(sb.st_mode))
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno,
+                           "route_guard_modules \"%V\" is not a directory",
+                           &name);
+        return NGX_CONF_ERROR;
+    }
+
+    rgmcf->modules.len = ngx_strlen(real);
+    rgmcf->modules.data = ngx_pnalloc(cf->pool, rgmcf->modules.len + 1);
+    if (rgmcf->modules.data == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    ngx_memcpy(rgmcf->modules.data, real, rgmcf->modules.len + 1);
+
+    return NGX_CONF_OK;
+}
+
+
 static void
 ngx_http_route_guard_close_root(void *data)
 {
@@ -928,6 +1016,7 @@ ngx_http_route_guard_create_main_conf(ngx_conf_t *cf)
     /*
      * set by ngx_pcalloc():
      *
+     *     rgmcf->modules = { 0, NULL };
      *     rgmcf->enabled = 0;
      */
 
@@ -1074,11 +1163,12 @@ ngx_http_route_guard_init_process(ngx_cycle_t *cycle)
     rgmcf = ngx_http_cycle_get_module_main_conf(cycle,
                                                 ngx_http_route_guard_module);
 
-    if (rgmcf == NULL || !rgmcf->enabled) {
+    if (rgmcf == NULL || (!rgmcf->enabled && rgmcf->modules.len == 0)) {
         return NGX_OK;
     }
 
-    return ngx_http_route_guard_cache_init(cycle, &rgmcf->roots);
+    return ngx_http_route_guard_cache_init(cycle, &rgmcf->roots,
+                                           &rgmcf->modules);
 }
 
 
