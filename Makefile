@@ -9,8 +9,10 @@
 # README.md says more.  Everything built lands under build/.
 
 BUILD   := build
-PORT    ?= 8080
-ROUTES  ?= routes
+PORT        ?= 8080
+STATUS_PORT ?= 8081
+ROUTES      ?= routes
+LIB         ?= lib
 
 .PHONY: all
 all: $(BUILD)/nginx/sbin/nginx $(BUILD)/bin/route-check
@@ -22,7 +24,8 @@ include validators/build.mk
 # running
 
 GATEWAYCTL := NGINX_BIN=$(NGINX) PREFIX=$(BUILD)/run PORT=$(PORT) \
-              ROUTES=$(ROUTES) gateway/bin/gatewayctl
+              STATUS_PORT=$(STATUS_PORT) ROUTES=$(ROUTES) LIB=$(LIB) \
+              gateway/bin/gatewayctl
 
 .PHONY: run start stop
 run: all
@@ -46,7 +49,7 @@ test-unit: $(BUILD)/.deps $(BUILD)/bin/route-name-test
 # the shipped routes: names and files (route-check), then Lua (luacheck)
 test-routes: $(BUILD)/.deps $(BUILD)/bin/route-check
 	$(BUILD)/bin/route-check --tree routes/
-	luacheck --no-color routes/
+	luacheck --no-color routes/ lib/ gateway/lib/
 
 test-nginx: all
 	prove -r t/

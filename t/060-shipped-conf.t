@@ -18,14 +18,21 @@ my $port   = $ENV{TEST_NGINX_GATEWAY_PORT} || 1986;
 my $nginx  = $ENV{TEST_NGINX_BINARY} || "$top/build/nginx/sbin/nginx";
 
 remove_tree($prefix);
-make_path("$routes/v1");
-chmod 0755, $prefix, $routes, "$routes/v1";
+my $lib    = "$prefix/lib";
+my $status_port = $port + 1;
+
+make_path("$routes/v1", $lib);
+chmod 0755, $prefix, $routes, "$routes/v1", $lib;
 
 write_file("$routes/hello.lua", 'ngx.say("hello from the shipped conf")');
 write_file("$routes/v1/time.lua", 'ngx.say("v1/time")');
 
+write_file("$lib/shout.lua", 'return { it = function(s) return s:upper() end }');
+write_file("$routes/loud.lua",
+           'ngx.say(require("shout").it("hello"))');
+
 my %env = (NGINX_BIN => $nginx, PREFIX => $prefix, PORT => $port,
-           ROUTES => $routes);
+           STATUS_PORT => $status_port, ROUTES => $routes, LIB => $lib);
 
 sub gatewayctl {
     my ($cmd) = @_;
@@ -48,10 +55,12 @@ like($out, qr/started \(pid \d+\)/, 'start says it started');
                                      ReuseAddr => 1)
         or die "listen: $!";
     local $env{PORT} = $busy->sockport;
+    local $env{STATUS_PORT} = $port + 2;
     local $env{PREFIX} = "$prefix-busy";
     ($rc, $out) = gatewayctl('start');
     isnt($rc, 0, 'start on a busy port fails');
-    like($out, qr/port \d+ on 127\.0\.0\.1 is busy/, 'and says the port is busy');
+    like($out, qr/port \d+ or \d+ on 127\.0\.0\.1 is busy/,
+         'and says the port is busy');
     remove_tree("$prefix-busy");
 }
 
@@ -75,18 +84,37 @@ my @cases = (
     [ 'GET /routes/hello.lua',              404, undef ],
 );
 
+my ($got, $resp);
+
 for my $c (@cases) {
     my ($line, $status, $body) = @$c;
-    my ($got, $resp) = request("$line HTTP/1.0\r\nHost: localhost\r\n\r\n");
+    ($got, $resp) = request("$line HTTP/1.0\r\nHost: localhost\r\n\r\n");
     is($got, $status, "$line -> $status");
     like($resp, $body, "$line body") if $body;
     unlike($resp, qr/servroot|\.lua|$routes/, "$line: no internals")
         unless $status == 200;
 }
 
+# a module from LIB, and its new version after an edit
+($got, $resp) = request("GET /lua/loud HTTP/1.0\r\n\r\n");
+is($got, 200, 'a route requiring a module from LIB');
+is($resp, 'HELLO', 'runs the module');
+write_file("$lib/shout.lua.tmp",
+           'return { it = function(s) return s:upper() .. "!" end }');
+rename "$lib/shout.lua.tmp", "$lib/shout.lua" or die "rename: $!";
+($got, $resp) = request("GET /lua/loud HTTP/1.0\r\n\r\n");
+is($resp, 'HELLO!', 'the next request runs the edited module');
+
+# the status listener answers on loopback, the public one has no /status
+($got, $resp) = request("GET /status HTTP/1.0\r\n\r\n", $status_port);
+is($got, 200, 'GET /status on the status port');
+like($resp, qr/"failed_routes"/, 'status is the runtime report');
+($got) = request("GET /status HTTP/1.0\r\n\r\n");
+is($got, 404, 'no /status on the public port');
+
 # a script dropped in after the start is served at once
 write_file("$routes/late.lua", 'ngx.say("late")');
-my ($got, $resp) = request("GET /lua/late HTTP/1.0\r\n\r\n");
+($got, $resp) = request("GET /lua/late HTTP/1.0\r\n\r\n");
 is($got, 200, 'a script created after start is served without reload');
 like($resp, qr/^late$/, 'with its output');
 
@@ -102,9 +130,10 @@ done_testing();
 
 
 sub request {
-    my ($raw) = @_;
+    my ($raw, $to) = @_;
 
-    my $s = IO::Socket::INET->new(PeerAddr => "127.0.0.1:$port", Timeout => 5)
+    $to //= $port;
+    my $s = IO::Socket::INET->new(PeerAddr => "127.0.0.1:$to", Timeout => 5)
         or return (0, "connect: $!");
     print $s $raw;
     local $/;
@@ -112,7 +141,7 @@ sub request {
     my ($status) = $r =~ m{^HTTP/1\.\d (\d{3})};
     my ($body) = $r =~ m{\r\n\r\n(.*)}s;
     $body //= '';
-    chomp $body;
+    $body =~ s/\n\z//;
     return ($status // 0, $body);
 }
 
