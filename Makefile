@@ -3,6 +3,7 @@
 #   make              build nginx and the tools under build/
 #   make run          build, then serve routes/ on 127.0.0.1:$(PORT)
 #   make start/stop   the same in the background
+#   make upgrade      rebuild and swap the running binary, no request lost
 #   make test         build, then run every test
 #   make bench        benchmarks (see bench/)
 #
@@ -27,7 +28,7 @@ GATEWAYCTL := NGINX_BIN=$(NGINX) PREFIX=$(BUILD)/run PORT=$(PORT) \
               STATUS_PORT=$(STATUS_PORT) ROUTES=$(ROUTES) LIB=$(LIB) \
               gateway/bin/gatewayctl
 
-.PHONY: run start stop
+.PHONY: run start stop upgrade
 run: all
 	$(GATEWAYCTL) run
 
@@ -36,6 +37,10 @@ start: all
 
 stop:
 	$(GATEWAYCTL) stop
+
+# rebuild, then swap the running binary without dropping a request
+upgrade: all
+	gateway/bin/upgrade $(BUILD)/run $(PORT)
 
 
 # tests

@@ -747,9 +747,12 @@ ngx_http_route_guard_cache_init(ngx_cycle_t *cycle, ngx_array_t *roots,
             continue;
         }
 
-        /* two roots on one directory share its watch: cache the first */
+        /* roots on one directory (one per location, say) share a cache */
 
-        if (ngx_http_route_guard_find_watch(cache->wd) != NULL) {
+        w = ngx_http_route_guard_find_watch(cache->wd);
+
+        if (w != NULL) {
+            root[i]->cache = w->cache;
             continue;
         }
 

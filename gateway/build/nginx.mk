@@ -70,9 +70,11 @@ $(NGINX_OBJS)/nginx: $(NGINX_OBJS)/Makefile $(GUARD_SRCS)
 	done; true
 	$(MAKE) -C $(NGINX_SRC) -f $(abspath $(NGINX_OBJS))/Makefile binary
 
+# a running nginx keeps its binary busy: install by rename, never in place
 $(NGINX): $(NGINX_OBJS)/nginx
 	@mkdir -p $(@D) $(NGINX_PREFIX)/logs
-	cp $< $@
+	cp $< $@.new
+	mv -f $@.new $@
 
 
 # The same module, dynamic, for Debian's packaged nginx (nginx-dev).

@@ -101,7 +101,10 @@ local function search(name)
         loading[#loading] = nil
 
         if not ok then
+            -- require's "being loaded" mark would make every later
+            -- require of it fail, even once the file is fixed
             loaded[name] = nil
+            package.loaded[name] = nil
             error(res, 0)
         end
 
@@ -128,15 +131,21 @@ local function note_ffi(what)
 end
 
 
--- Drops a module and, first, every module that required it.  Returns
--- how many were dropped.
-local function unload(name, done)
+-- Drops a module and, first, every module that required it ("changed" is
+-- the module whose file changed).  Returns how many were dropped.
+local function unload(name, done, changed)
     if done[name] then
         return 0
     end
 
     local m = loaded[name]
     if m and m.ffi then
+        if name ~= changed then
+            log(WARN, "gateway: module \"", name, "\" uses the FFI (", m.ffi,
+                ") and cannot be unloaded, so it keeps the old version of \"",
+                changed, "\": reload nginx to use the new one")
+            status.module_pinned(name, m.ffi)
+        end
         return 0
     end
 
@@ -148,7 +157,7 @@ local function unload(name, done)
 
     if parents then
         for parent in pairs(parents) do
-            n = n + unload(parent, done)
+            n = n + unload(parent, done, changed)
         end
     end
 
@@ -183,7 +192,7 @@ local function check_files()
 
     for i = 1, #changed do
         local name = changed[i]
-        local n = unload(name, {})
+        local n = unload(name, {}, name)
 
         if n > 0 then
             log(INFO, "gateway: module \"", name, "\" changed, unloading it ",

@@ -13,6 +13,7 @@
 --   init_worker_by_lua_block { require("gateway.router").init_worker() }
 --   content_by_lua_block     { require("gateway.router").serve() }
 
+local process = require "ngx.process"
 local modules = require "gateway.modules"
 local status = require "gateway.status"
 
@@ -53,12 +54,15 @@ local function sweep(premature)
         return
     end
 
-    for script in pairs(chunks) do
+    for script, entry in pairs(chunks) do
         local f = io_open(script, "rb")
         if f then
             f:close()
         else
             chunks[script] = nil
+            if entry.bad then
+                status.route_gone(entry.name)
+            end
         end
     end
 end
@@ -67,6 +71,10 @@ end
 -- From init_worker_by_lua: a timer that frees the chunks of deleted
 -- scripts (the guard answers 404 for them, so serve() never sees them).
 function _M.init_worker()
+    if process.type() ~= "worker" and process.type() ~= "single" then
+        return
+    end
+
     local ok, err = ngx.timer.every(_M.sweep_interval, sweep)
     if not ok then
         log(ERR, "gateway: cannot start the chunk sweep: ", err)
@@ -125,15 +133,15 @@ local function compile(name, script, version, entry)
         status.route_compiled(name)
         keep_good(script, source)
 
-        return { version = version, fn = fn }
+        return { name = name, version = version, fn = fn }
     end
 
     log(ERR, "gateway: route \"", name, "\" version ", version,
         " does not compile: ", err)
     status.route_failed(name, version, err)
 
-    entry = { version = entry and entry.version, fn = entry and entry.fn,
-              bad = version }
+    entry = { name = name, version = entry and entry.version,
+              fn = entry and entry.fn, bad = version }
 
     if entry.fn == nil then
         source = last_good(script)

@@ -1,7 +1,7 @@
 -- What the operator sees of the Lua runtime, shared by the workers
 -- through the shared dict "gateway_status" (when it is configured):
 -- routes whose latest version does not compile, modules kept because
--- they use the FFI, and counters.
+-- they use the FFI, counters, and the privileged agent's state.
 --
 --   location = /status {
 --       content_by_lua_block { require("gateway.status").serve() }
@@ -20,6 +20,7 @@ local _M = { _VERSION = "0.1" }
 
 local FAILED = "failed:"
 local PINNED = "pinned:"
+local AGENT = "agent:"
 
 
 local function dict()
@@ -45,6 +46,15 @@ function _M.route_compiled(name)
 end
 
 
+-- a failed route whose script was deleted
+function _M.route_gone(name)
+    local d = dict()
+    if d then
+        d:delete(FAILED .. name)
+    end
+end
+
+
 function _M.module_pinned(name, why)
     local d = dict()
     if d then
@@ -61,12 +71,40 @@ function _M.module_reloaded()
 end
 
 
+-- the privileged agent: a heartbeat, the last configuration test, the
+-- last reload it asked for
+function _M.agent_alive(at)
+    local d = dict()
+    if d then
+        d:set("agent:alive_at", at)
+    end
+end
+
+
+function _M.agent_test(ok, output, at)
+    local d = dict()
+    if d then
+        d:set("agent:last_test", cjson.encode({ ok = ok, output = output,
+                                                at = at }))
+    end
+end
+
+
+function _M.agent_reloaded(at)
+    local d = dict()
+    if d then
+        d:set("agent:last_reload_at", at)
+    end
+end
+
+
 function _M.report()
     local report = {
         failed_routes = {},
         pinned_modules = {},
         compiles = 0,
         module_reloads = 0,
+        agent = {},
     }
 
     local d = dict()
@@ -84,6 +122,12 @@ function _M.report()
 
             elseif sub(key, 1, #PINNED) == PINNED then
                 report.pinned_modules[sub(key, #PINNED + 1)] = value
+
+            elseif key == "agent:last_test" then
+                report.agent.last_test = cjson.decode(value)
+
+            elseif sub(key, 1, #AGENT) == AGENT then
+                report.agent[sub(key, #AGENT + 1)] = value
 
             else
                 report[key] = value

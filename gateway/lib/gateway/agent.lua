@@ -1,0 +1,246 @@
+-- The gateway's privileged agent: a process the nginx master starts beside
+-- the workers, with the master's privileges and no listening socket.  It
+-- takes no input from requests.  Its one task: watch the configuration
+-- sources (conf/), and when they change, render them, test the result the
+-- way `nginx -t` does against the same prefix, and reload nginx (HUP to
+-- the master) only when the test passes.
+--
+--   init_by_lua_block        { require("gateway.agent").enable() }
+--   init_worker_by_lua_block { require("gateway.agent").init_worker{ ... } }
+--
+-- Route scripts and modules need nothing from the agent: every worker
+-- watches them itself (the route guard's inotify), which keeps them
+-- correct whether the agent lives or not.
+
+local ffi = require "ffi"
+local process = require "ngx.process"
+local status = require "gateway.status"
+
+local C = ffi.C
+local ngx = ngx
+local log = ngx.log
+local ERR = ngx.ERR
+local WARN = ngx.WARN
+local NOTICE = ngx.NOTICE
+local timer_every = ngx.timer.every
+local now = ngx.now
+local update_time = ngx.update_time
+local io_open = io.open
+local io_popen = io.popen
+local tostring = tostring
+local ffi_string = ffi.string
+
+
+ffi.cdef[[
+int inotify_init1(int flags);
+int inotify_add_watch(int fd, const char *pathname, uint32_t mask);
+long read(int fd, void *buf, size_t count);
+int kill(int pid, int sig);
+long readlink(const char *path, char *buf, size_t bufsiz);
+]]
+
+
+local _M = { _VERSION = "0.1" }
+
+
+local IN_NONBLOCK = 0x800
+local IN_CLOEXEC = 0x80000
+local IN_CHANGES = 0x2 + 0x4 + 0x8 + 0x40 + 0x80 + 0x100 + 0x200
+                   -- MODIFY ATTRIB CLOSE_WRITE MOVED_FROM MOVED_TO CREATE
+                   -- DELETE
+local SIGHUP = 1
+
+local POLL_INTERVAL = 0.2   -- seconds between looks at the inotify queue
+local QUIET_PERIOD = 0.5    -- a burst of writes is over after this long
+
+local buf = ffi.new("char[?]", 4096)
+
+
+local function shell_quote(s)
+    return "'" .. s:gsub("'", "'\\''") .. "'"
+end
+
+
+-- Runs a command, returns true or false and its output.  Blocking, which
+-- is fine here: the agent serves no requests.
+local function run(cmd)
+    local p = io_popen(cmd .. " 2>&1; echo \"exit:$?\"")
+    if not p then
+        return false, "cannot run " .. cmd
+    end
+
+    local out = p:read("*a")
+    p:close()
+
+    local code = out:match("exit:(%d+)%s*$")
+    out = out:gsub("exit:%d+%s*$", "")
+
+    return code == "0", out
+end
+
+
+local function nginx_binary()
+    local path = ffi.new("char[?]", 4096)
+    local n = C.readlink("/proc/self/exe", path, 4095)
+    if n <= 0 then
+        return nil
+    end
+
+    -- after a rebuild the running binary is a deleted file; its successor
+    -- is at the same path
+    return (ffi_string(path, n):gsub(" %(deleted%)$", ""))
+end
+
+
+local function read_instance(prefix)
+    local f = io_open(prefix .. "instance", "rb")
+    if not f then
+        return nil
+    end
+
+    local vars = {}
+    for line in f:lines() do
+        local k, v = line:match("^([%w_]+)=(.*)$")
+        if k then
+            vars[k] = v
+        end
+    end
+    f:close()
+
+    return vars
+end
+
+
+-- Renders conf/ into <prefix>next/, tests it against <prefix>, and when
+-- it passes, puts it in place and tells the master to reload.
+local function apply(opts)
+    local prefix = ngx.config.prefix()
+    local vars = read_instance(prefix)
+
+    if not vars then
+        log(ERR, "gateway agent: no ", prefix, "instance, cannot render ",
+            "the configuration")
+        return
+    end
+
+    local next_prefix = prefix .. "next"
+    local ok, out = run(shell_quote(opts.render) .. " "
+                        .. shell_quote(opts.conf) .. " "
+                        .. shell_quote(next_prefix) .. " "
+                        .. shell_quote(vars.PORT) .. " "
+                        .. shell_quote(vars.STATUS_PORT) .. " "
+                        .. shell_quote(vars.ROUTES) .. " "
+                        .. shell_quote(vars.LIB))
+
+    if ok then
+        ok, out = run(shell_quote(opts.nginx) .. " -t -q -p "
+                      .. shell_quote(prefix) .. " -c "
+                      .. shell_quote(next_prefix .. "/conf/nginx.conf"))
+    end
+
+    update_time()
+
+    if not ok then
+        if out ~= _M.last_failure then
+            _M.last_failure = out
+            log(ERR, "gateway agent: the new configuration is refused, ",
+                "nginx keeps the old one: ", out)
+        end
+        status.agent_test(false, out, now())
+        return
+    end
+
+    _M.last_failure = nil
+
+    ok, out = run("cp " .. shell_quote(next_prefix .. "/conf") .. "/*.conf "
+                  .. shell_quote(prefix .. "conf/"))
+    if not ok then
+        log(ERR, "gateway agent: cannot install the new configuration: ",
+            out)
+        status.agent_test(false, out, now())
+        return
+    end
+
+    status.agent_test(true, "", now())
+
+    local master = process.get_master_pid()
+    if not master or C.kill(master, SIGHUP) ~= 0 then
+        log(ERR, "gateway agent: cannot signal the master (pid ",
+            tostring(master), ")")
+        return
+    end
+
+    log(NOTICE, "gateway agent: configuration changed and tested, ",
+        "reloading nginx")
+    status.agent_reloaded(now())
+end
+
+
+local function watch(opts)
+    local fd = C.inotify_init1(IN_NONBLOCK + IN_CLOEXEC)
+    if fd < 0 then
+        return nil, "inotify_init1() failed: " .. ffi.errno()
+    end
+
+    if C.inotify_add_watch(fd, opts.conf, IN_CHANGES) < 0 then
+        return nil, "inotify_add_watch(" .. opts.conf .. ") failed: "
+                    .. ffi.errno()
+    end
+
+    local pending    -- when the last change of a burst was seen
+
+    local function tick(premature)
+        if premature then
+            return
+        end
+
+        status.agent_alive(now())
+
+        local changed = false
+        while C.read(fd, buf, 4096) > 0 do
+            changed = true
+        end
+
+        if changed then
+            pending = now()
+            return
+        end
+
+        if pending and now() - pending >= QUIET_PERIOD then
+            pending = nil
+            apply(opts)
+        end
+    end
+
+    return timer_every(POLL_INTERVAL, tick)
+end
+
+
+function _M.enable()
+    local ok, err = process.enable_privileged_agent(64)
+    if not ok then
+        log(WARN, "gateway agent: disabled: ", err)
+    end
+    return ok
+end
+
+
+-- opts: conf = the configuration sources, render = gateway/bin/render-conf
+function _M.init_worker(opts)
+    if process.type() ~= "privileged agent" then
+        return
+    end
+
+    opts.nginx = opts.nginx or nginx_binary()
+
+    local ok, err = watch(opts)
+    if not ok then
+        log(ERR, "gateway agent: cannot watch ", opts.conf, ": ", err)
+        return
+    end
+
+    log(NOTICE, "gateway agent: watching ", opts.conf)
+end
+
+
+return _M
