@@ -14,6 +14,7 @@ PORT        ?= 8080
 STATUS_PORT ?= 8081
 ROUTES      ?= routes
 LIB         ?= lib
+CONF        ?= conf
 
 .PHONY: all
 all: $(BUILD)/nginx/sbin/nginx $(BUILD)/bin/route-check
@@ -26,6 +27,7 @@ include validators/build.mk
 
 GATEWAYCTL := NGINX_BIN=$(NGINX) PREFIX=$(BUILD)/run PORT=$(PORT) \
               STATUS_PORT=$(STATUS_PORT) ROUTES=$(ROUTES) LIB=$(LIB) \
+              CONF=$(CONF) \
               gateway/bin/gatewayctl
 
 .PHONY: run start stop upgrade

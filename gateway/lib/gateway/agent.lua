@@ -125,7 +125,7 @@ local function apply(opts)
 
     local next_prefix = prefix .. "next"
     local ok, out = run(shell_quote(opts.render) .. " "
-                        .. shell_quote(opts.conf) .. " "
+                        .. shell_quote(vars.CONF) .. " "
                         .. shell_quote(next_prefix) .. " "
                         .. shell_quote(vars.PORT) .. " "
                         .. shell_quote(vars.STATUS_PORT) .. " "
@@ -134,8 +134,7 @@ local function apply(opts)
 
     if ok then
         ok, out = run(shell_quote(opts.nginx) .. " -t -q -p "
-                      .. shell_quote(prefix) .. " -c "
-                      .. shell_quote(next_prefix .. "/conf/nginx.conf"))
+                      .. shell_quote(prefix) .. " -c next/conf/nginx.conf")
     end
 
     update_time()
