@@ -105,9 +105,14 @@ void ngx_http_route_guard_cache_exit(void);
 /*
  * For the Lua side, through the FFI: a number that changes whenever
  * anything changes in the modules tree, as this worker has seen it; 0
- * when the tree is not watched.
+ * when the tree is not watched.  32 bits, so that Lua gets a number, not
+ * a boxed 64-bit integer: only equality matters.
  */
-uint64_t ngx_http_route_guard_modules_generation(void);
+unsigned int ngx_http_route_guard_modules_generation(void);
+
+/* For the Lua side, through the FFI: the script accepted for r. */
+int ngx_http_route_guard_ffi_script(ngx_http_request_t *r, u_char **script,
+    size_t *len, unsigned int *version);
 
 
 #endif /* _NGX_HTTP_ROUTE_GUARD_H_INCLUDED_ */

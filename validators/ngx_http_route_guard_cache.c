@@ -549,10 +549,10 @@ ngx_http_route_guard_reset(ngx_http_route_guard_cache_t *cache)
  * enough; new subdirectories are watched as they appear.
  */
 
-uint64_t
+unsigned int
 ngx_http_route_guard_modules_generation(void)
 {
-    return ngx_http_route_guard_modules_gen;
+    return (unsigned int) ngx_http_route_guard_modules_gen;
 }
 
 

@@ -768,7 +768,8 @@ ngx_http_route_guard_generation_variable(ngx_http_request_t *r,
         return NGX_ERROR;
     }
 
-    v->len = ngx_sprintf(p, "%uL", ngx_http_route_guard_modules_generation())
+    v->len = ngx_sprintf(p, "%ui", (ngx_uint_t)
+                         ngx_http_route_guard_modules_generation())
              - p;
     v->valid = 1;
     v->no_cacheable = 1;
@@ -1144,6 +1145,33 @@ ngx_http_route_guard_init(ngx_conf_t *cf)
     }
 
     *h = ngx_http_route_guard_handler;
+
+    return NGX_OK;
+}
+
+
+/*
+ * For the Lua side, through the FFI: what the guard accepted for this
+ * request, without the cost of two variable lookups by name.  Returns
+ * NGX_OK, or NGX_DECLINED when the guard did not accept a script.  The
+ * version is truncated to 32 bits so that Lua gets a plain number.
+ */
+
+int
+ngx_http_route_guard_ffi_script(ngx_http_request_t *r, u_char **script,
+    size_t *len, unsigned int *version)
+{
+    ngx_http_route_guard_ctx_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_route_guard_module);
+
+    if (ctx == NULL || ctx->result != NGX_HTTP_ROUTE_GUARD_OK) {
+        return NGX_DECLINED;
+    }
+
+    *script = ctx->script.data;
+    *len = ctx->script.len;
+    *version = (unsigned int) ctx->version;
 
     return NGX_OK;
 }

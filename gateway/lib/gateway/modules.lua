@@ -29,12 +29,11 @@ local next = next
 local pcall = pcall
 local error = error
 local type = type
-local tonumber = tonumber
 local package = package
 
 
 ffi.cdef[[
-uint64_t ngx_http_route_guard_modules_generation(void);
+unsigned int ngx_http_route_guard_modules_generation(void);
 ]]
 
 
@@ -206,7 +205,7 @@ end
 -- Called once per request, before the route runs: costs one FFI call
 -- unless the modules tree changed.
 function _M.refresh()
-    local generation = tonumber(C.ngx_http_route_guard_modules_generation())
+    local generation = C.ngx_http_route_guard_modules_generation()
 
     -- 0: the tree is not watched, so look at the files every time
     if generation == seen_generation and generation ~= 0 then

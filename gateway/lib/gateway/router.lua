@@ -3,7 +3,8 @@
 --
 -- The guard gives each request the confined script path ($route_script)
 -- and a version ($route_version) that changes exactly when the file may
--- have changed, as inotify told the worker before it read the request.
+-- have changed, as inotify told the worker before it read the request;
+-- the router reads both through one FFI call.
 -- So a request for an unchanged route costs a table lookup, and the first
 -- request after an edit compiles the new file.  A file that does not
 -- compile leaves the last good version serving (the workers share the
@@ -13,10 +14,15 @@
 --   init_worker_by_lua_block { require("gateway.router").init_worker() }
 --   content_by_lua_block     { require("gateway.router").serve() }
 
+local ffi = require "ffi"
+local base = require "resty.core.base"
 local process = require "ngx.process"
 local modules = require "gateway.modules"
 local status = require "gateway.status"
 
+local C = ffi.C
+local ffi_string = ffi.string
+local get_request = base.get_request
 local io_open = io.open
 local load = load
 local pairs = pairs
@@ -31,13 +37,40 @@ local INFO = ngx.INFO
 local HTTP_INTERNAL_SERVER_ERROR = ngx.HTTP_INTERNAL_SERVER_ERROR
 
 
+ffi.cdef[[
+int ngx_http_route_guard_ffi_script(void *r, const unsigned char **script,
+    size_t *len, unsigned int *version);
+]]
+
+
 local _M = { _VERSION = "0.1" }
 
 
--- script path -> { version = v, fn = chunk or nil, bad = v or nil }.
+-- script path -> { name = route, version = v, fn = chunk or nil,
+--                  bad = v or nil }.
 -- One entry per script of the tree that was asked for; the sweep drops
 -- the entries of deleted scripts, so that their chunks are freed.
 local chunks = {}
+
+-- version -> the same entries: versions are unique in a worker, so the
+-- request path finds its chunk by number, without building the path
+local by_version = {}
+
+local script_p = ffi.new("const unsigned char *[1]")
+local len_p = ffi.new("size_t[1]")
+local version_p = ffi.new("unsigned int[1]")
+
+
+local function forget(entry)
+    if entry then
+        if entry.version then
+            by_version[entry.version] = nil
+        end
+        if entry.bad then
+            by_version[entry.bad] = nil
+        end
+    end
+end
 
 local DEFAULT_SWEEP_INTERVAL = 10   -- seconds
 
@@ -60,6 +93,7 @@ local function sweep(premature)
             f:close()
         else
             chunks[script] = nil
+            forget(entry)
             if entry.bad then
                 status.route_gone(entry.name)
             end
@@ -153,27 +187,39 @@ end
 
 
 function _M.serve()
-    local script = var.route_script
-
-    if not script then
-        log(ERR, "gateway: no $route_script, is route_guard missing ",
-            "from this location?")
+    if C.ngx_http_route_guard_ffi_script(get_request(), script_p, len_p,
+                                         version_p) ~= 0
+    then
+        log(ERR, "gateway: no script accepted for this request, is ",
+            "route_guard missing from this location?")
         return exit(HTTP_INTERNAL_SERVER_ERROR)
     end
 
-    -- empty with route_guard_cache off: then every request compiles
-    local version = var.route_version or "uncached"
+    -- 0 with route_guard_cache off: then every request compiles
+    local version = version_p[0]
 
     modules.refresh()
 
-    local entry = chunks[script]
+    local entry = by_version[version]
 
-    if entry == nil
-       or (entry.version ~= version and entry.bad ~= version)
-       or version == "uncached"
-    then
-        entry = compile(var.route_name, script, version, entry)
-        chunks[script] = entry
+    if entry == nil then
+        local script = ffi_string(script_p[0], len_p[0])
+        local old = chunks[script]
+
+        entry = old
+
+        if old == nil
+           or (old.version ~= version and old.bad ~= version)
+           or version == 0
+        then
+            entry = compile(var.route_name, script, version, old)
+            chunks[script] = entry
+            forget(old)
+        end
+
+        if version ~= 0 then
+            by_version[version] = entry
+        end
     end
 
     local fn = entry.fn
