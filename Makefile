@@ -66,7 +66,7 @@ test-nginx: all
 test-dynamic: $(DYNAMIC_MODULE)
 	TEST_NGINX_BINARY=/usr/sbin/nginx \
 	TEST_NGINX_LOAD_MODULES="$(DEBIAN_MODULES) $(abspath $(DYNAMIC_MODULE))" \
-	    prove t/0[1-4]*.t
+	    prove t/0[1-5]*.t
 
 
 # the dynamic module, loaded into Debian's nginx
@@ -81,14 +81,23 @@ dynamic-demo: $(DYNAMIC_MODULE)
 
 # benchmarks
 
-.PHONY: bench bench-guard bench-name
-bench: bench-name bench-guard
+.PHONY: bench bench-name bench-guard bench-fresh bench-memory bench-reload
+bench: bench-name bench-guard bench-fresh bench-memory bench-reload
 
 bench-name: $(BUILD)/bin/route-name-bench
 	$(BUILD)/bin/route-name-bench
 
 bench-guard: all
 	bench/guard-vs-unguarded
+
+bench-fresh: all
+	bench/fresh-vs-stale
+
+bench-memory: all
+	bench/edit-memory
+
+bench-reload: all
+	bench/reload-under-load
 
 
 .PHONY: clean
