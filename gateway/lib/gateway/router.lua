@@ -72,6 +72,7 @@ local function forget(entry)
     end
 end
 
+
 local DEFAULT_SWEEP_INTERVAL = 10   -- seconds
 
 
@@ -87,6 +88,8 @@ local function sweep(premature)
         return
     end
 
+    local d = shared.gateway_scripts
+
     for script, entry in pairs(chunks) do
         local f = io_open(script, "rb")
         if f then
@@ -94,6 +97,12 @@ local function sweep(premature)
         else
             chunks[script] = nil
             forget(entry)
+
+            -- a route created again later starts afresh
+            if d then
+                d:delete(script)
+            end
+
             if entry.bad then
                 status.route_gone(entry.name)
             end
