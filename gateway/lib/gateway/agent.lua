@@ -133,7 +133,9 @@ local function apply(opts)
                         .. shell_quote(vars.LIB))
 
     if ok then
-        ok, out = run(shell_quote(opts.nginx) .. " -t -q -p "
+        -- -e stderr: the test's complaints go to us, not to the live
+        -- error log, where they would read as the running nginx's
+        ok, out = run(shell_quote(opts.nginx) .. " -t -q -e stderr -p "
                       .. shell_quote(prefix) .. " -c next/conf/nginx.conf")
     end
 
