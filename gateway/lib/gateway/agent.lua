@@ -141,6 +141,10 @@ local function apply(opts)
 
     update_time()
 
+    -- the same failure again is the same text without times and pids
+    out = out:gsub("%d+/%d+/%d+ %d+:%d+:%d+ ", "")
+             :gsub("%[(%a+)%] %d+#%d+: ", "[%1] ")
+
     if not ok then
         if out ~= _M.last_failure then
             _M.last_failure = out
