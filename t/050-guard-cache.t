@@ -64,14 +64,6 @@ sub show {
            . "'$r->{version}' worker $r->{worker}";
 }
 
-# a mismatch list: die with the first ones when the loop found any
-sub verdict {
-    my ($what, $errs) = @_;
-    return unless @$errs;
-    my $n = @$errs;
-    my @first = @$errs > 8 ? @$errs[0 .. 7] : @$errs;
-    die "$what: $n mismatches, first: \n  " . join("\n  ", @first) . "\n";
-}
 
 sub expect {
     my ($errs, $ctx, $r, $status, $result) = @_;
@@ -79,20 +71,6 @@ sub expect {
         unless $r->{status} == $status && $r->{result} eq $result;
 }
 
-# with two workers, a loop that never reached one of them proves little
-sub both_workers {
-    my ($what, $seen) = @_;
-    my $n = keys %$seen;
-    die "$what: only $n worker(s) answered: " . join(' ', keys %$seen)
-        . "\n" if $n < 2;
-}
-
-# write to a temporary file, then rename it over the route
-sub replace_file {
-    my ($path, $content) = @_;
-    write_file("$path.tmp", $content);
-    rename "$path.tmp", $path or die "rename $path.tmp: $!\n";
-}
 
 # rewrite in place: open with truncation, same size content
 sub rewrite_file {
@@ -191,7 +169,6 @@ X-Route-Result: ok
 [error]
 
 
-
 === TEST 2: delete and re-create: the very next request sees it (300 cycles, 2 workers)
 --- workers: 2
 --- setup
@@ -220,7 +197,6 @@ both_workers('delete/create', \%seen);
 GET /lua/hello
 --- response_headers
 X-Route-Result: ok
-
 
 
 === TEST 3: atomic replace by rename: a new version on the next request (200 cycles)
@@ -259,7 +235,6 @@ GET /lua/hello
 X-Route-Result: ok
 
 
-
 === TEST 4: in-place rewrite of the same size: a new version on the next request
 --- workers: 2
 --- setup
@@ -283,7 +258,6 @@ both_workers('in-place rewrite', \%seen);
 GET /lua/hello
 --- response_headers
 X-Route-Result: ok
-
 
 
 === TEST 5: good script -> FIFO, directory, chmod 000, bytecode and back, seen at once
@@ -349,7 +323,6 @@ GET /lua/hello
 hello
 
 
-
 === TEST 6: nested: renamed directories and new subdirectories are seen at once
 --- workers: 2
 --- setup
@@ -393,7 +366,6 @@ verdict('nested', \@errs);
 [200, 404, 200]
 
 
-
 === TEST 7: chmod 000 on a subdirectory, then back
 --- workers: 2
 --- setup
@@ -416,7 +388,6 @@ verdict('directory chmod', \@errs);
 GET /lua/v1/time
 --- response_body
 v1/time
-
 
 
 === TEST 8: symlinked route: served, and its version follows the target
@@ -471,7 +442,6 @@ GET /lua/alias
 X-Route-Result: ok
 
 
-
 === TEST 9: symlinked route: in-place rewrite of the target (same size) changes the version
 --- workers: 2
 --- init
@@ -495,7 +465,6 @@ verdict('symlink, target rewritten in place', \@errs);
 GET /lua/alias
 --- response_headers
 X-Route-Result: ok
-
 
 
 === TEST 10: a route with two hard links is checked every request and versioned
@@ -523,7 +492,6 @@ verdict('hard link', \@errs);
 GET /lua/twin
 --- response_headers
 X-Route-Result: ok
-
 
 
 === TEST 11: a directory-level event does not change the versions of unchanged files
@@ -565,7 +533,6 @@ die "no \"reset cache of\" in the debug log: the directory events were "
 ["a\n", "b\n"]
 
 
-
 === TEST 12: route_guard_cache off: no version, changes still seen at once
 --- workers: 2
 --- config
@@ -603,7 +570,6 @@ X-Route-Result: ok
 !X-Route-Version
 
 
-
 === TEST 13: $route_version is empty unless the result is ok
 --- init
 mkdir 'routes/dir.lua' or die $!;
@@ -614,7 +580,6 @@ mkdir 'routes/dir.lua' or die $!;
 --- response_headers eval
 ["!X-Route-Version", "!X-Route-Version", "X-Route-Result: ok",
  "!X-Route-Version"]
-
 
 
 === TEST 14: one root, two bytecode policies: the cache does not leak one to the other
@@ -658,7 +623,6 @@ write_file('routes/bc2.lua', $res->{body});
  "503", "from bytecode", "503", "from bytecode"]
 
 
-
 === TEST 15: two roots on one directory, two bytecode policies
 --- workers: 2
 --- config
@@ -686,7 +650,6 @@ write_file('routes/bc.lua', "\x1bLJ\x02\x00\x00\x00garbage");
 ["X-Route-Result: ok", "X-Route-Result: bytecode", "X-Route-Result: ok",
  "X-Route-Result: bytecode", "X-Route-Result: ok", "X-Route-Result: ok",
  "X-Route-Result: ok"]
-
 
 
 === TEST 16: a flood of distinct missing names grows nothing, valid routes still work
@@ -725,7 +688,6 @@ verdict('missing flood', \@errs);
 [error]
 
 
-
 === TEST 17: the routes root renamed away while running: no crash, a sensible status
 --- workers: 2
 --- setup
@@ -751,7 +713,6 @@ verdict('root renamed', \@errs);
 --- request
 GET /lua/nope
 --- error_code: 404
-
 
 
 === TEST 17b: a new tree at the root's path is never run unchecked
@@ -783,7 +744,6 @@ verdict('root replaced', \@errs);
 [qr/UNCHECKED/, qr/UNCHECKED/]
 
 
-
 === TEST 18: the routes root deleted while running: 404 at once, no crash
 Only the statuses are checked.  The guard's own O_PATH descriptor of the
 root keeps the deleted directory's dentry referenced, so inotify sends no
@@ -806,7 +766,6 @@ verdict('root deleted', \@errs);
 ["GET /lua/hello", "GET /lua/v1/time"]
 --- error_code eval
 [404, 404]
-
 
 
 === TEST 19: keep-alive connections see a change on their next request

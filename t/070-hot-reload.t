@@ -80,14 +80,6 @@ sub show {
            . " worker $r->{worker}";
 }
 
-# a mismatch list: die with the first ones when the loop found any
-sub verdict {
-    my ($what, $errs) = @_;
-    return unless @$errs;
-    my $n = @$errs;
-    my @first = @$errs > 8 ? @$errs[0 .. 7] : @$errs;
-    die "$what: $n mismatches, first: \n  " . join("\n  ", @first) . "\n";
-}
 
 sub expect {
     my ($errs, $ctx, $r, $status, $body) = @_;
@@ -97,13 +89,6 @@ sub expect {
                && (!defined $body || $r->{body} eq $body);
 }
 
-# with two workers, a loop that never reached one of them proves little
-sub both_workers {
-    my ($what, $seen) = @_;
-    my $n = keys %$seen;
-    die "$what: only $n worker(s) answered: " . join(' ', keys %$seen)
-        . "\n" if $n < 2;
-}
 
 # runs $body->($i) for $i = 1, 2, ... at least $min times and on until
 # both workers answered (the kernel may hand many connections in a row to
@@ -131,12 +116,6 @@ sub warm_both {
     return \%seen;
 }
 
-# write to a temporary file, then rename it over the route
-sub replace_file {
-    my ($path, $content) = @_;
-    write_file("$path.tmp", $content);
-    rename "$path.tmp", $path or die "rename $path.tmp: $!\n";
-}
 
 # rewrite in place: open with truncation and write
 sub rewrite_file {
@@ -192,7 +171,6 @@ GET /lua/hot
 [warn]
 
 
-
 === TEST 2: in-place rewrite, same length and different length (200 cycles each, 2 workers)
 --- workers: 2
 --- setup
@@ -224,7 +202,6 @@ var 0200xxxxxxx
 [error]
 
 
-
 === TEST 3: delete -> next request 404; re-create -> the new content (200 cycles, 2 workers)
 --- workers: 2
 --- setup
@@ -251,7 +228,6 @@ GET /lua/hello
 hello 200
 --- no_error_log
 [error]
-
 
 
 === TEST 4: a broken replacement keeps the last good version serving, logged once per worker, in /status
@@ -336,7 +312,6 @@ v3
 does not compile
 
 
-
 === TEST 5: a brand-new route that does not compile answers a generic 500
 --- workers: 2
 --- init
@@ -371,7 +346,6 @@ verdict('brand-new broken route', \@errs);
 [qr/500 Internal Server Error/, qr/^hello$/]
 --- response_body_unlike eval
 [$main::Leak, qr/never/]
-
 
 
 === TEST 6: nothing is compiled twice: unchanged route, unrelated changes, one real edit
@@ -434,7 +408,6 @@ same 2
 [qr/compiled route "same"/, "[error]"]
 
 
-
 === TEST 7: a runtime error in a route: 500, the next request is fine, the worker lives on
 --- workers: 1
 --- init
@@ -464,7 +437,6 @@ verdict('runtime error', \@errs);
 qr/\[error\].*boom/
 
 
-
 === TEST 8: a worker that never ran the good version falls back to it too (shared last good source)
 --- workers: 2
 --- init
@@ -486,7 +458,6 @@ verdict('fallback in a worker that never ran the good version', \@errs);
 GET /lua/once
 --- response_body
 good
-
 
 
 === TEST 9: deleted routes' chunks are freed (the sweep, every second here)

@@ -103,13 +103,6 @@ sub show {
     return "status $r->{status} body '$body' worker $r->{worker}";
 }
 
-sub verdict {
-    my ($what, $errs) = @_;
-    return unless @$errs;
-    my $n = @$errs;
-    my @first = @$errs > 8 ? @$errs[0 .. 7] : @$errs;
-    die "$what: $n mismatches, first: \n  " . join("\n  ", @first) . "\n";
-}
 
 sub expect {
     my ($errs, $ctx, $r, $status, $body) = @_;
@@ -119,12 +112,6 @@ sub expect {
                && (!defined $body || $r->{body} eq $body);
 }
 
-sub both_workers {
-    my ($what, $seen) = @_;
-    my $n = keys %$seen;
-    die "$what: only $n worker(s) answered: " . join(' ', keys %$seen)
-        . "\n" if $n < 2;
-}
 
 # $body->($i) at least $min times and on until both workers answered, at
 # most $max times; $body returns the worker that answered
@@ -150,11 +137,6 @@ sub warm_both {
     return \%seen;
 }
 
-sub replace_file {
-    my ($path, $content) = @_;
-    write_file("$path.tmp", $content);
-    rename "$path.tmp", $path or die "rename $path.tmp: $!\n";
-}
 
 sub log_pos { TestGateway::log_size() }
 sub log_since { TestGateway::read_log(shift) }
@@ -218,7 +200,6 @@ hello 200
 [warn]
 
 
-
 === TEST 2: transitive: route -> a -> b; an edit of b reaches the route through a
 --- workers: 2
 --- setup
@@ -245,7 +226,6 @@ GET /lua/chain
 a sees 200
 --- no_error_log
 [error]
-
 
 
 === TEST 3: an edit of a in the same chain, and of both at once
@@ -277,7 +257,6 @@ verdict('edits of a', \@errs);
 GET /lua/chain
 --- response_body
 A50 sees 50
-
 
 
 === TEST 4: a module edited into a syntax error: 5xx or the old module, the worker lives, logged; fixing it recovers
@@ -334,7 +313,6 @@ verdict('broken module', \@errs);
 GET /lua/greet
 --- response_body
 hello 3
-
 
 
 === TEST 5: an FFI module (ffi.cdef) is kept after an edit, with a warning and /status pinned_modules
@@ -405,7 +383,6 @@ GET /lua/cffi
 uses the FFI
 
 
-
 === TEST 6: an FFI module (ffi.load) is kept after an edit too
 --- workers: 2
 --- setup
@@ -437,7 +414,6 @@ verdict('ffi.load module', \@errs);
 GET /lua/clib
 --- response_body
 1
-
 
 
 === TEST 7: nested name: require "util.text" loads lib/util/text.lua, and edits propagate
@@ -475,7 +451,6 @@ verdict('nested module', \@errs);
 [error]
 
 
-
 === TEST 8: a module that is not found: 500, logged, the worker lives; created, it is found
 --- workers: 2
 --- setup
@@ -511,7 +486,6 @@ verdict('missing module', \@errs);
 ["found\n", "hello 0\n"]
 
 
-
 === TEST 9: the log says which module was not found
 --- workers: 1
 --- request
@@ -521,7 +495,6 @@ GET /lua/missing
 $main::Leak
 --- error_log eval
 qr/\[error\].*module 'nosuch' not found/
-
 
 
 === TEST 10: a module edited to raise while loading: 5xx, the worker lives; fixing it recovers
@@ -580,7 +553,6 @@ verdict('module raising while loading', \@errs);
 ["GET /lua/rt", "GET /lua/born"]
 --- response_body eval
 ["rt 2\n", "born fixed\n"]
-
 
 
 === TEST 11: an FFI module whose dependency changed is kept, and the operator is told

@@ -32,7 +32,8 @@ package TestGateway;
 #                                    HTML_DIR, ROOT and any set in %ENV)
 #   user_files    ">>> path" + contents, written under html/
 #   init / setup  Perl run in html/ before nginx starts / after it started
-#                 (helpers: write_file, http_request; $html_dir)
+#                 (helpers: write_file, replace_file, http_request,
+#                 verdict, both_workers; $html_dir)
 #   request       "GET /x" (+ body lines); raw_request: exact bytes;
 #                 either may be an ARRAY from "eval", one per connection
 #   more_headers timeout workers log_level user
@@ -66,7 +67,8 @@ use Time::HiRes qw(sleep time);
 
 our @EXPORT = qw(run_tests workers log_level add_block_preprocessor
                  server_root html_dir server_port
-                 write_file http_request);
+                 write_file replace_file http_request
+                 verdict both_workers);
 
 my $RepoRoot = realpath(dirname(realpath(__FILE__)) . '/..');
 my $ServRoot = "$RepoRoot/t/servroot";
@@ -348,6 +350,36 @@ sub write_file {
     print $fh $content;
     close $fh or die "cannot write $path: $!\n";
     chmod $mode // 0644, $path;
+}
+
+
+# write to a temporary file, then rename it over the target: the way
+# editors and deploy tools replace a script
+sub replace_file {
+    my ($path, $content) = @_;
+    write_file("$path.tmp", $content);
+    rename "$path.tmp", $path or die "rename $path.tmp: $!\n";
+}
+
+
+# For loops in "--- setup" code: collect mismatches in a list, then
+# verdict() dies with the first ones (one failed check for the block,
+# so the plan stays right) when there are any.
+sub verdict {
+    my ($what, $errs) = @_;
+    return unless @$errs;
+    my $n = @$errs;
+    my @first = @$errs > 8 ? @$errs[0 .. 7] : @$errs;
+    die "$what: $n mismatches, first: \n  " . join("\n  ", @first) . "\n";
+}
+
+
+# with two workers, a loop that never reached one of them proves little
+sub both_workers {
+    my ($what, $seen) = @_;
+    my $n = keys %$seen;
+    die "$what: only $n worker(s) answered: " . join(' ', keys %$seen)
+        . "\n" if $n < 2;
 }
 
 
