@@ -14,6 +14,7 @@ PORT        ?= 8080
 STATUS_PORT ?= 8081
 ROUTES      ?= routes
 LIB         ?= lib
+SANDBOX_ROUTES ?= sandbox
 CONF        ?= conf
 
 .PHONY: all
@@ -27,6 +28,7 @@ include validators/build.mk
 
 GATEWAYCTL := NGINX_BIN=$(NGINX) PREFIX=$(BUILD)/run PORT=$(PORT) \
               STATUS_PORT=$(STATUS_PORT) ROUTES=$(ROUTES) LIB=$(LIB) \
+              SANDBOX_ROUTES=$(SANDBOX_ROUTES) \
               CONF=$(CONF) \
               gateway/bin/gatewayctl
 
@@ -56,6 +58,7 @@ test-unit: $(BUILD)/.deps $(BUILD)/bin/route-name-test
 # the shipped routes: names and files (route-check), then Lua (luacheck)
 test-routes: $(BUILD)/.deps $(BUILD)/bin/route-check
 	$(BUILD)/bin/route-check --tree routes/
+	$(BUILD)/bin/route-check --tree sandbox/
 	luacheck --no-color routes/ lib/ gateway/lib/
 
 test-nginx: all
@@ -81,8 +84,10 @@ dynamic-demo: $(DYNAMIC_MODULE)
 
 # benchmarks
 
-.PHONY: bench bench-name bench-guard bench-fresh bench-memory bench-reload
-bench: bench-name bench-guard bench-fresh bench-memory bench-reload
+.PHONY: bench bench-name bench-guard bench-fresh bench-memory bench-reload \
+        bench-sandbox
+bench: bench-name bench-guard bench-fresh bench-memory bench-reload \
+       bench-sandbox
 
 bench-name: $(BUILD)/bin/route-name-bench
 	$(BUILD)/bin/route-name-bench
@@ -98,6 +103,9 @@ bench-memory: all
 
 bench-reload: all
 	bench/reload-under-load
+
+bench-sandbox: all
+	bench/sandbox-overhead
 
 
 .PHONY: clean

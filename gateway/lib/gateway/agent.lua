@@ -130,7 +130,8 @@ local function apply(opts)
                         .. shell_quote(vars.PORT) .. " "
                         .. shell_quote(vars.STATUS_PORT) .. " "
                         .. shell_quote(vars.ROUTES) .. " "
-                        .. shell_quote(vars.LIB))
+                        .. shell_quote(vars.LIB) .. " "
+                        .. shell_quote(vars.SANDBOX_ROUTES or ""))
 
     if ok then
         -- -e stderr: the test's complaints go to us, not to the live

@@ -25,6 +25,7 @@ local ffi_string = ffi.string
 local get_request = base.get_request
 local io_open = io.open
 local load = load
+local ipairs = ipairs
 local pairs = pairs
 local ngx = ngx
 local shared = ngx.shared
@@ -46,22 +47,33 @@ int ngx_http_route_guard_ffi_script(void *r, const unsigned char **script,
 local _M = { _VERSION = "0.1" }
 
 
--- script path -> { name = route, version = v, fn = chunk or nil,
---                  bad = v or nil }.
--- One entry per script of the tree that was asked for; the sweep drops
--- the entries of deleted scripts, so that their chunks are freed.
-local chunks = {}
+-- A cache of compiled scripts for one kind of location: the routes
+-- (serve) or the sandbox (gateway.sandbox).  cache.chunks: script path ->
+-- { name = route, version = v, fn = chunk or nil, bad = v or nil }, one
+-- entry per script of the tree that was asked for; the sweep drops the
+-- entries of deleted scripts, so that their chunks are freed.
+-- cache.by_version: version -> the same entries (versions are unique in
+-- a worker, so the request path finds its chunk by number, without
+-- building the path).  cache.prepare(fn) is applied to every chunk
+-- compiled; cache.label prefixes the names reported to the status.
+local caches = {}
 
--- version -> the same entries: versions are unique in a worker, so the
--- request path finds its chunk by number, without building the path
-local by_version = {}
+
+function _M.new_cache(opts)
+    opts = opts or {}
+    local cache = { chunks = {}, by_version = {}, prepare = opts.prepare,
+                    label = opts.label or "" }
+    caches[#caches + 1] = cache
+    return cache
+end
+
 
 local script_p = ffi.new("const unsigned char *[1]")
 local len_p = ffi.new("size_t[1]")
 local version_p = ffi.new("unsigned int[1]")
 
 
-local function forget(entry)
+local function forget(by_version, entry)
     if entry then
         if entry.version then
             by_version[entry.version] = nil
@@ -90,21 +102,25 @@ local function sweep(premature)
 
     local d = shared.gateway_scripts
 
-    for script, entry in pairs(chunks) do
-        local f = io_open(script, "rb")
-        if f then
-            f:close()
-        else
-            chunks[script] = nil
-            forget(entry)
+    for _, cache in ipairs(caches) do
+        local chunks = cache.chunks
 
-            -- a route created again later starts afresh
-            if d then
-                d:delete(script)
-            end
+        for script, entry in pairs(chunks) do
+            local f = io_open(script, "rb")
+            if f then
+                f:close()
+            else
+                chunks[script] = nil
+                forget(cache.by_version, entry)
 
-            if entry.bad then
-                status.route_gone(entry.name)
+                -- a route created again later starts afresh
+                if d then
+                    d:delete(script)
+                end
+
+                if entry.bad then
+                    status.route_gone(entry.name)
+                end
             end
         end
     end
@@ -163,12 +179,19 @@ end
 -- Compiles a new version.  A failure is logged once per version and
 -- recorded for the status endpoint; the entry keeps the last good chunk,
 -- this worker's or the one the workers share.
-local function compile(name, script, version, entry)
+local function compile(cache, name, script, version, entry)
     local source, err = read_file(script)
+    local prepare = cache.prepare
     local fn
+
+    name = cache.label .. name
 
     if source then
         fn, err = load(source, "@" .. script, "t")
+    end
+
+    if fn and prepare then
+        prepare(fn)
     end
 
     if fn then
@@ -189,30 +212,35 @@ local function compile(name, script, version, entry)
     if entry.fn == nil then
         source = last_good(script)
         entry.fn = source and load(source, "@" .. script, "t")
+        if entry.fn and prepare then
+            prepare(entry.fn)
+        end
     end
 
     return entry
 end
 
 
-function _M.serve()
+-- The chunk of the script the route guard accepted for this request, in
+-- this cache, compiled when its version moved; nil when there is none
+-- (no script accepted, or a new script that does not compile).
+function _M.chunk(cache)
     if C.ngx_http_route_guard_ffi_script(get_request(), script_p, len_p,
                                          version_p) ~= 0
     then
         log(ERR, "gateway: no script accepted for this request, is ",
             "route_guard missing from this location?")
-        return exit(HTTP_INTERNAL_SERVER_ERROR)
+        return nil
     end
 
     -- 0 with route_guard_cache off: then every request compiles
     local version = version_p[0]
-
-    modules.refresh()
-
+    local by_version = cache.by_version
     local entry = by_version[version]
 
     if entry == nil then
         local script = ffi_string(script_p[0], len_p[0])
+        local chunks = cache.chunks
         local old = chunks[script]
 
         entry = old
@@ -221,9 +249,9 @@ function _M.serve()
            or (old.version ~= version and old.bad ~= version)
            or version == 0
         then
-            entry = compile(var.route_name, script, version, old)
+            entry = compile(cache, var.route_name, script, version, old)
             chunks[script] = entry
-            forget(old)
+            forget(by_version, old)
         end
 
         if version ~= 0 then
@@ -231,7 +259,17 @@ function _M.serve()
         end
     end
 
-    local fn = entry.fn
+    return entry.fn
+end
+
+
+local routes = _M.new_cache()
+
+
+function _M.serve()
+    modules.refresh()
+
+    local fn = _M.chunk(routes)
 
     if fn == nil then
         return exit(HTTP_INTERNAL_SERVER_ERROR)

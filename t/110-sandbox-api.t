@@ -1,0 +1,34 @@
+# The sandbox's API (README.md, "The sandbox"): what a script can use,
+# what it cannot see, and that requests do not see each other.
+
+use FindBin;
+use lib $FindBin::Bin;
+use TestGateway;
+use TestSandbox;
+
+run_tests();
+
+__DATA__
+
+=== TEST 1: hello, the whitelist at work
+--- user_files
+>>> sandbox/api.lua
+local t = { 3, 1, 2 }
+table.sort(t)
+local args = ngx.req.get_uri_args()
+local h = ngx.req.get_headers()
+ngx.say(table.concat(t, ","), " ", math.max(4, 5), " ", ("abc"):upper(),
+        " ", string.format("%03d", 7), " ", args.a, " ", h["x-foo"],
+        " ", ngx.var.request_method)
+local v = json.decode('{"k":[1,2]}')
+ngx.say(v.k[2], " ", json.encode({ 1, 2 }))
+ngx.print("a", 1, "\n")
+--- request
+GET /sandbox/api?a=b
+--- more_headers
+X-Foo: bar
+--- response_body
+1,2,3 5 ABC 007 b bar GET
+2 [1,2]
+a1
+

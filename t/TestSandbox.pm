@@ -1,0 +1,103 @@
+package TestSandbox;
+
+# Shared setup of the t/110-sandbox-*.t files: location /sandbox/ as
+# shipped (route guard with its own root, gateway.sandbox), a normal
+# script sandbox/hello.lua and location = /pid (the worker's pid).
+#
+# A block titled "<budget> budget: ..." is an attack: its script is
+# html/sandbox/a.lua (from --- user_files), and its --- setup asks, on
+# new connections, /pid, /sandbox/a, /pid: the attack must answer
+# `error_code` (503 unless given) with "sandbox: <budget> budget
+# exceeded", and the worker's pid must not change.  The block's own
+# request is then GET /sandbox/hello: a normal request right after works.
+# A block titled "error: ..." expects 500 "sandbox: script error" the same
+# way.  Options per location go in --- config (the preprocessor keeps it).
+
+use strict;
+use warnings;
+
+our @EXPORT = qw(attack);
+use base 'Exporter';
+
+my $http_config = <<'_EOC_';
+    lua_shared_dict gateway_status 1m;
+    lua_shared_dict gateway_scripts 8m;
+    route_guard_modules $TEST_NGINX_HTML_DIR/lib;
+    init_by_lua_block {
+        require("gateway.router").init{ modules = "$TEST_NGINX_HTML_DIR/lib" }
+    }
+    init_worker_by_lua_block { require("gateway.router").init_worker() }
+_EOC_
+
+our $config = <<'_EOC_';
+    location ~ ^/sandbox/(.+)$ {
+        route_guard $1;
+        route_guard_root html/sandbox;
+        content_by_lua_block { require("gateway.sandbox").serve() }
+    }
+
+    location = /pid {
+        return 200 "$pid";
+    }
+_EOC_
+
+my $hello = <<'_EOF_';
+>>> lib/.keep
+>>> sandbox/hello.lua
+ngx.say("hello ", ("x"):rep(3), " ", #string.format("%5d", 1))
+_EOF_
+
+TestGateway::add_block_preprocessor(sub {
+    my $block = shift;
+    $block->set_value(http_config => $http_config)
+        unless exists $block->{http_config};
+    $block->set_value(config => $config) unless exists $block->{config};
+    $block->set_value(user_files => (TestGateway::section($block, 'user_files') // '') . $hello);
+
+    my $name = $block->name;
+    my ($kind) = $name =~ /^(?:TEST \d+: )?(\w+) budget:/;
+    my $status = 503;
+    if (!$kind && $name =~ /^(?:TEST \d+: )?error:/) {
+        $kind = 'error';
+        $status = 500;
+    }
+    return unless $kind;
+
+    my $code = TestGateway::section($block, 'error_code');
+    $status = $code if defined $code;
+    $block->set_value(setup => "attack('/sandbox/a', $status, '$kind')")
+        unless exists $block->{setup};
+    $block->set_value(request => 'GET /sandbox/hello');
+    $block->set_value(error_code => 200);
+    $block->set_value(response_body => "hello xxx 5\n")
+        unless exists $block->{response_body};
+});
+
+
+sub get_ok {
+    my $path = shift;
+    my $r = TestGateway::http_request("GET $path", 30);
+    die "GET $path: $r->{error}\n" if $r->{error};
+    return $r;
+}
+
+# the attack on a new connection between two /pid requests
+sub attack {
+    my ($path, $status, $kind) = @_;
+    my $want = $kind eq 'error' ? "sandbox: script error\n"
+                                : "sandbox: $kind budget exceeded\n";
+    my $pid = get_ok('/pid')->{body};
+    my $r = get_ok($path);
+    my $after = get_ok('/pid')->{body};
+    my @errs;
+    push @errs, "$path: want $status, got $r->{status}"
+        unless $r->{status} == $status;
+    push @errs, "$path: want body '$want', got '"
+                . TestGateway::printable(substr($r->{body}, 0, 200)) . "'"
+        unless $r->{body} eq $want;
+    push @errs, "the worker changed: $pid, then $after"
+        unless $pid eq $after;
+    TestGateway::verdict("attack $path", \@errs);
+}
+
+1;
