@@ -6,6 +6,7 @@
 #   make upgrade      rebuild and swap the running binary, no request lost
 #   make test         build, then run every test
 #   make bench        benchmarks (see bench/)
+#   make fuzz         the route name fuzzers, FUZZ_SECONDS each
 #
 # README.md says more.  Everything built lands under build/.
 
@@ -22,6 +23,7 @@ all: $(BUILD)/nginx/sbin/nginx $(BUILD)/bin/route-check
 
 include gateway/build/nginx.mk
 include validators/build.mk
+include validators/fuzz/fuzz.mk
 
 
 # running
@@ -52,8 +54,11 @@ upgrade: all
 .PHONY: test test-unit test-routes test-nginx test-dynamic
 test: test-unit test-routes test-nginx test-dynamic
 
-test-unit: $(BUILD)/.deps $(BUILD)/bin/route-name-test
-	prove --exec '' $(BUILD)/bin/route-name-test
+# the grammar core, then the fuzzers' corpus and crashers without libFuzzer
+test-unit: $(BUILD)/.deps $(BUILD)/bin/route-name-test \
+		$(BUILD)/bin/route-name-fuzz-replay
+	prove --exec '' $(BUILD)/bin/route-name-test \
+	    $(BUILD)/bin/route-name-fuzz-replay
 
 # the shipped routes: names and files (route-check), then Lua (luacheck)
 test-routes: $(BUILD)/.deps $(BUILD)/bin/route-check

@@ -7,6 +7,9 @@
 #   $(BUILD)/bin/route-check         the command line checker and linter
 #   $(BUILD)/bin/route-name-test     unit tests of the core, TAP output
 #   $(BUILD)/bin/route-name-bench    the core against PCRE2-JIT
+#   $(BUILD)/bin/route-name-fuzz-replay
+#                                    the fuzz targets over their seed
+#                                    corpus and crashers, no libFuzzer
 #
 # The benchmark has objects of its own, built with ROUTE_BENCH_CFLAGS, so
 # that e.g. ROUTE_CFLAGS="-O0 -g -fsanitize=address,undefined" builds the
@@ -26,7 +29,8 @@ ROUTE_CORE_DEPS := validators/route_name.c validators/route_name.h
 ROUTE_BINS := \
 	$(BUILD)/bin/route-check \
 	$(BUILD)/bin/route-name-test \
-	$(BUILD)/bin/route-name-bench
+	$(BUILD)/bin/route-name-bench \
+	$(BUILD)/bin/route-name-fuzz-replay
 
 
 $(BUILD)/obj/route_name.o: $(ROUTE_CORE_DEPS)
@@ -42,6 +46,27 @@ $(BUILD)/obj/route_name_test.o: t/unit/route_name_test.c \
 	@mkdir -p $(@D)
 	$(ROUTE_CC) $(ROUTE_CFLAGS) -Ivalidators -c -o $@ \
 		t/unit/route_name_test.c
+
+# the fuzz targets, each with LLVMFuzzerTestOneInput() renamed
+
+$(BUILD)/obj/fuzz/route_name_fuzz.o: validators/fuzz/route_name_fuzz.c \
+		validators/fuzz/route_name_fuzz.h validators/route_name.h
+	@mkdir -p $(@D)
+	$(ROUTE_CC) $(ROUTE_CFLAGS) -Ivalidators \
+		-DLLVMFuzzerTestOneInput=route_name_fuzz_input -c -o $@ \
+		validators/fuzz/route_name_fuzz.c
+
+$(BUILD)/obj/fuzz/route_name_pcre_fuzz.o: \
+		validators/fuzz/route_name_pcre_fuzz.c \
+		validators/fuzz/route_name_fuzz.h validators/route_name.h
+	@mkdir -p $(@D)
+	$(ROUTE_CC) $(ROUTE_CFLAGS) -Ivalidators \
+		-DLLVMFuzzerTestOneInput=route_name_pcre_fuzz_input -c -o $@ \
+		validators/fuzz/route_name_pcre_fuzz.c
+
+$(BUILD)/obj/fuzz/replay.o: validators/fuzz/replay.c
+	@mkdir -p $(@D)
+	$(ROUTE_CC) $(ROUTE_CFLAGS) -c -o $@ validators/fuzz/replay.c
 
 $(BUILD)/obj/bench/route_name.o: $(ROUTE_CORE_DEPS)
 	@mkdir -p $(@D)
@@ -70,8 +95,17 @@ $(BUILD)/bin/route-name-bench: $(BUILD)/obj/bench/route_name_bench.o \
 	$(ROUTE_CC) $(ROUTE_BENCH_CFLAGS) $(ROUTE_LDFLAGS) -o $@ $^ \
 		$(ROUTE_BENCH_LIBS)
 
+$(BUILD)/bin/route-name-fuzz-replay: $(BUILD)/obj/fuzz/replay.o \
+		$(BUILD)/obj/fuzz/route_name_fuzz.o \
+		$(BUILD)/obj/fuzz/route_name_pcre_fuzz.o \
+		$(BUILD)/obj/route_name.o
+	@mkdir -p $(@D)
+	$(ROUTE_CC) $(ROUTE_CFLAGS) $(ROUTE_LDFLAGS) -o $@ $^ -lpcre2-8
+
 
 # a compiler and libpcre2-dev come from the Debian packages
 $(BUILD)/obj/route_name.o $(BUILD)/obj/route_check.o \
 $(BUILD)/obj/route_name_test.o $(BUILD)/obj/bench/route_name.o \
-$(BUILD)/obj/bench/route_name_bench.o: | $(BUILD)/.deps
+$(BUILD)/obj/bench/route_name_bench.o $(BUILD)/obj/fuzz/route_name_fuzz.o \
+$(BUILD)/obj/fuzz/route_name_pcre_fuzz.o $(BUILD)/obj/fuzz/replay.o: \
+		| $(BUILD)/.deps
