@@ -32,3 +32,19 @@ X-Foo: bar
 2 [1,2]
 a1
 
+
+
+=== TEST 2: math.random is the request's own generator
+--- user_files
+>>> sandbox/rnd.lua
+local ok = math.randomseed == nil
+for _ = 1, 1000 do
+    local a, b, c = math.random(), math.random(6), math.random(-3, 3)
+    ok = ok and a >= 0 and a < 1 and b >= 1 and b <= 6 and b % 1 == 0
+            and c >= -3 and c <= 3 and c % 1 == 0
+end
+ngx.say(ok and "ok" or "bad")
+--- request
+GET /sandbox/rnd
+--- response_body
+ok

@@ -17,9 +17,13 @@
 -- yields: no coroutine, and ngx.exit unwinds to serve() which exits after
 -- the hook is disarmed.  README.md, "The sandbox", lists the guarantees.
 
+local bit = require "bit"
 local cjson = require "cjson.safe"
 local router = require "gateway.router"
 
+local bxor = bit.bxor
+local lshift = bit.lshift
+local rshift = bit.rshift
 local collectgarbage = collectgarbage
 local error = error
 local getmetatable = getmetatable
@@ -360,8 +364,38 @@ end
 local M = {}
 
 for k, v in pairs(math) do
-    if k ~= "randomseed" then   -- the generator is the worker's
+    if k ~= "random" and k ~= "randomseed" then
         M[k] = v
+    end
+end
+
+
+-- math.random of a script: a generator of its own (xorshift32), seeded
+-- from the worker's, so that a script can neither see the numbers other
+-- requests drew nor steer them
+local function new_random()
+    local x = math.random(1, 0x7fffffff)
+
+    return function(m, n)
+        x = bxor(x, lshift(x, 13))
+        x = bxor(x, rshift(x, 17))
+        x = bxor(x, lshift(x, 5))
+
+        local r = (x % 0x100000000) / 0x100000000     -- [0, 1)
+
+        if m == nil then
+            return r
+        end
+
+        if n == nil then
+            m, n = 1, m
+        end
+
+        if type(m) ~= "number" or type(n) ~= "number" or m > n then
+            error("bad argument to 'random' (interval is empty)", 2)
+        end
+
+        return floor(r * (n - m + 1)) + m
     end
 end
 
@@ -495,6 +529,13 @@ local function decode(text)
 end
 
 
+local function random_math()
+    local m = copy(M)
+    m.random = new_random()
+    return m
+end
+
+
 local function new_env()
     return {
         assert = assert, error = error, ipairs = ipairs, next = next,
@@ -504,7 +545,7 @@ local function new_env()
 
         string = copy(S),
         table = copy(T),
-        math = copy(M),
+        math = random_math(),
 
         ngx = {
             say = say, print = print, exit = exit,
