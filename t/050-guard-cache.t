@@ -72,14 +72,6 @@ sub expect {
 }
 
 
-# rewrite in place: open with truncation, same size content
-sub rewrite_file {
-    my ($path, $content) = @_;
-    open my $fh, '>:raw', $path or die "open $path: $!\n";
-    print $fh $content;
-    close $fh or die "close $path: $!\n";
-}
-
 # a keep-alive connection: requests on it one after the other
 sub keepalive_get {
     my ($sock, $path) = @_;

@@ -90,17 +90,6 @@ sub expect {
 }
 
 
-# runs $body->($i) for $i = 1, 2, ... at least $min times and on until
-# both workers answered (the kernel may hand many connections in a row to
-# one worker), at most $max times; $body returns the response's worker
-sub spread {
-    my ($seen, $min, $max, $body) = @_;
-    for my $i (1 .. $max) {
-        $seen->{ $body->($i) }++;
-        last if $i >= $min && keys %$seen >= 2;
-    }
-}
-
 # requests until both workers answered (each one has run the route)
 sub warm_both {
     my ($path, $status, $body) = @_;
@@ -116,14 +105,6 @@ sub warm_both {
     return \%seen;
 }
 
-
-# rewrite in place: open with truncation and write
-sub rewrite_file {
-    my ($path, $content) = @_;
-    open my $fh, '>:raw', $path or die "open $path: $!\n";
-    print $fh $content;
-    close $fh or die "close $path: $!\n";
-}
 
 sub log_pos { TestGateway::log_size() }
 sub log_since { TestGateway::read_log(shift) }

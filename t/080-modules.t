@@ -113,16 +113,6 @@ sub expect {
 }
 
 
-# $body->($i) at least $min times and on until both workers answered, at
-# most $max times; $body returns the worker that answered
-sub spread {
-    my ($seen, $min, $max, $body) = @_;
-    for my $i (1 .. $max) {
-        $seen->{ $body->($i) }++;
-        last if $i >= $min && keys %$seen >= 2;
-    }
-}
-
 # requests until both workers have answered (so both loaded the modules)
 sub warm_both {
     my ($path, $status, $body) = @_;

@@ -32,7 +32,8 @@ package TestGateway;
 #                                    HTML_DIR, ROOT and any set in %ENV)
 #   user_files    ">>> path" + contents, written under html/
 #   init / setup  Perl run in html/ before nginx starts / after it started
-#                 (helpers: write_file, replace_file, http_request,
+#                 (helpers: write_file, replace_file, rewrite_file,
+#                 http_request, spread,
 #                 verdict, both_workers; $html_dir)
 #   request       "GET /x" (+ body lines); raw_request: exact bytes;
 #                 either may be an ARRAY from "eval", one per connection
@@ -67,8 +68,8 @@ use Time::HiRes qw(sleep time);
 
 our @EXPORT = qw(run_tests workers log_level add_block_preprocessor
                  server_root html_dir server_port
-                 write_file replace_file http_request
-                 verdict both_workers);
+                 write_file replace_file rewrite_file http_request
+                 verdict both_workers spread);
 
 my $RepoRoot = realpath(dirname(realpath(__FILE__)) . '/..');
 my $ServRoot = "$RepoRoot/t/servroot";
@@ -380,6 +381,26 @@ sub both_workers {
     my $n = keys %$seen;
     die "$what: only $n worker(s) answered: " . join(' ', keys %$seen)
         . "\n" if $n < 2;
+}
+
+
+# rewrite in place: open with truncation and write
+sub rewrite_file {
+    my ($path, $content) = @_;
+    open my $fh, '>:raw', $path or die "open $path: $!\n";
+    print $fh $content;
+    close $fh or die "close $path: $!\n";
+}
+
+
+# $body->($i) at least $min times and on until both workers answered, at
+# most $max times; $body returns the worker that answered
+sub spread {
+    my ($seen, $min, $max, $body) = @_;
+    for my $i (1 .. $max) {
+        $seen->{ $body->($i) }++;
+        last if $i >= $min && keys %$seen >= 2;
+    }
 }
 
 
