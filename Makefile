@@ -17,6 +17,7 @@ ROUTES      ?= routes
 LIB         ?= lib
 SANDBOX_ROUTES ?= sandbox
 CONF        ?= conf
+WORKERS     ?= auto
 
 .PHONY: all
 all: $(BUILD)/nginx/sbin/nginx $(BUILD)/bin/route-check
@@ -30,7 +31,7 @@ include validators/fuzz/fuzz.mk
 
 GATEWAYCTL := NGINX_BIN=$(NGINX) PREFIX=$(BUILD)/run PORT=$(PORT) \
               STATUS_PORT=$(STATUS_PORT) ROUTES=$(ROUTES) LIB=$(LIB) \
-              SANDBOX_ROUTES=$(SANDBOX_ROUTES) \
+              SANDBOX_ROUTES=$(SANDBOX_ROUTES) WORKERS=$(WORKERS) \
               CONF=$(CONF) \
               gateway/bin/gatewayctl
 

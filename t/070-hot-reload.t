@@ -293,7 +293,7 @@ v3
 does not compile
 
 
-=== TEST 5: a brand-new route that does not compile answers a generic 500
+=== TEST 5: a brand-new route that does not compile answers a generic JSON 500
 --- workers: 2
 --- init
 write_file('routes/bad.lua', "ngx.say('never'\nlocal = = 1\n");
@@ -324,7 +324,7 @@ verdict('brand-new broken route', \@errs);
 --- error_code eval
 [500, 200]
 --- response_body_like eval
-[qr/500 Internal Server Error/, qr/^hello$/]
+[qr/^\{"error":"route_error","message":"the route failed"\}$/, qr/^hello$/]
 --- response_body_unlike eval
 [$main::Leak, qr/never/]
 

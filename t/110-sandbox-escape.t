@@ -104,7 +104,8 @@ while true do end
 --- error_code eval
 [503, 200]
 --- response_body eval
-["sandbox: instruction budget exceeded\n", "xxx function true\n"]
+[qq({"error":"budget_exceeded","message":"the script exceeded a budget","budget":"instruction"}\n),
+ "xxx function true\n"]
 
 === TEST 8: error: ngx.var is read-only
 --- user_files

@@ -7,11 +7,10 @@ package TestSandbox;
 # A block titled "<budget> budget: ..." is an attack: its script is
 # html/sandbox/a.lua (from --- user_files), and its --- setup asks, on
 # new connections, /pid, /sandbox/a, /pid: the attack must answer
-# `error_code` (503 unless given) with "sandbox: <budget> budget
-# exceeded", and the worker's pid must not change.  The block's own
+# `error_code` (503 unless given) with the JSON error "budget_exceeded"
+# naming <budget>, and the worker's pid must not change.  The block's own
 # request is then GET /sandbox/hello: a normal request right after works.
-# A block titled "error: ..." expects 500 "sandbox: script error" the same
-# way.  Options per location go in --- config (the preprocessor keeps it).
+# A block titled "error: ..." expects 500 "script_error" the same way.  Options per location go in --- config (the preprocessor keeps it).
 
 use strict;
 use warnings;
@@ -84,8 +83,10 @@ sub get_ok {
 # the attack on a new connection between two /pid requests
 sub attack {
     my ($path, $status, $kind) = @_;
-    my $want = $kind eq 'error' ? "sandbox: script error\n"
-                                : "sandbox: $kind budget exceeded\n";
+    my $want = $kind eq 'error'
+        ? qq({"error":"script_error","message":"the script failed"}\n)
+        : qq({"error":"budget_exceeded",)
+          . qq("message":"the script exceeded a budget","budget":"$kind"}\n);
     my $pid = get_ok('/pid')->{body};
     my $r = get_ok($path);
     my $after = get_ok('/pid')->{body};

@@ -110,9 +110,17 @@ void ngx_http_route_guard_cache_exit(void);
  */
 unsigned int ngx_http_route_guard_modules_generation(void);
 
-/* For the Lua side, through the FFI: the script accepted for r. */
+/* For the Lua side, through the FFI: the script accepted for r, ... */
 int ngx_http_route_guard_ffi_script(ngx_http_request_t *r, u_char **script,
     size_t *len, unsigned int *version);
+
+/* ... the guard's verdict (-1: none) and the accepted route's name ... */
+int ngx_http_route_guard_ffi_verdict(ngx_http_request_t *r, u_char **name,
+    size_t *len);
+
+/* ... and the accepted script's size and modification time. */
+int ngx_http_route_guard_ffi_identity(ngx_http_request_t *r, double *size,
+    double *mtime);
 
 
 #endif /* _NGX_HTTP_ROUTE_GUARD_H_INCLUDED_ */

@@ -57,6 +57,8 @@ typedef struct {
     ngx_str_t                       name;
     ngx_str_t                       script;
     uint64_t                        version;
+    off_t                           size;
+    struct timespec                 mtime;
     ngx_http_route_guard_result_e   result;
     ngx_int_t                       rc;
 } ngx_http_route_guard_ctx_t;
@@ -347,6 +349,8 @@ ngx_http_route_guard_check(ngx_http_request_t *r,
 
     ctx->script = v.script;
     ctx->version = v.version;
+    ctx->size = v.size;
+    ctx->mtime = v.mtime;
     ctx->result = v.result;
 
     if (v.result == NGX_HTTP_ROUTE_GUARD_OK && v.bytecode && !rglcf->bytecode)
@@ -1172,6 +1176,58 @@ ngx_http_route_guard_ffi_script(ngx_http_request_t *r, u_char **script,
     *script = ctx->script.data;
     *len = ctx->script.len;
     *version = (unsigned int) ctx->version;
+
+    return NGX_OK;
+}
+
+
+/*
+ * For the Lua side, through the FFI, in any phase after the guard's: its
+ * verdict on r (an ngx_http_route_guard_result_e), or -1 when the guard
+ * did not run for r; the route name when the guard accepted a script.
+ */
+
+int
+ngx_http_route_guard_ffi_verdict(ngx_http_request_t *r, u_char **name,
+    size_t *len)
+{
+    ngx_http_route_guard_ctx_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_route_guard_module);
+
+    if (ctx == NULL) {
+        return -1;
+    }
+
+    if (ctx->result == NGX_HTTP_ROUTE_GUARD_OK) {
+        *name = ctx->name.data;
+        *len = ctx->name.len;
+    }
+
+    return ctx->result;
+}
+
+
+/*
+ * For the Lua side, through the FFI: the size and modification time the
+ * guard saw when it last checked the accepted script (the file of this
+ * version); doubles, since they are for display.
+ */
+
+int
+ngx_http_route_guard_ffi_identity(ngx_http_request_t *r, double *size,
+    double *mtime)
+{
+    ngx_http_route_guard_ctx_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_route_guard_module);
+
+    if (ctx == NULL || ctx->result != NGX_HTTP_ROUTE_GUARD_OK) {
+        return NGX_DECLINED;
+    }
+
+    *size = (double) ctx->size;
+    *mtime = (double) ctx->mtime.tv_sec + ctx->mtime.tv_nsec / 1e9;
 
     return NGX_OK;
 }

@@ -131,7 +131,8 @@ local function apply(opts)
                         .. shell_quote(vars.STATUS_PORT) .. " "
                         .. shell_quote(vars.ROUTES) .. " "
                         .. shell_quote(vars.LIB) .. " "
-                        .. shell_quote(vars.SANDBOX_ROUTES or ""))
+                        .. shell_quote(vars.SANDBOX_ROUTES or "") .. " "
+                        .. shell_quote(vars.WORKERS or ""))
 
     if ok then
         -- -e stderr: the test's complaints go to us, not to the live

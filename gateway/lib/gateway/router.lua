@@ -19,6 +19,8 @@ local base = require "resty.core.base"
 local process = require "ngx.process"
 local modules = require "gateway.modules"
 local status = require "gateway.status"
+local metrics = require "gateway.metrics"
+local errors = require "gateway.errors"
 
 local C = ffi.C
 local ffi_string = ffi.string
@@ -31,7 +33,6 @@ local ngx = ngx
 local shared = ngx.shared
 local var = ngx.var
 local log = ngx.log
-local exit = ngx.exit
 local ERR = ngx.ERR
 local WARN = ngx.WARN
 local INFO = ngx.INFO
@@ -41,6 +42,7 @@ local HTTP_INTERNAL_SERVER_ERROR = ngx.HTTP_INTERNAL_SERVER_ERROR
 ffi.cdef[[
 int ngx_http_route_guard_ffi_script(void *r, const unsigned char **script,
     size_t *len, unsigned int *version);
+int ngx_http_route_guard_ffi_identity(void *r, double *size, double *mtime);
 ]]
 
 
@@ -55,14 +57,14 @@ local _M = { _VERSION = "0.1" }
 -- cache.by_version: version -> the same entries (versions are unique in
 -- a worker, so the request path finds its chunk by number, without
 -- building the path).  cache.prepare(fn) is applied to every chunk
--- compiled; cache.label prefixes the names reported to the status.
+-- compiled; cache.tree names the routes root in the status and metrics.
 local caches = {}
 
 
 function _M.new_cache(opts)
     opts = opts or {}
     local cache = { chunks = {}, by_version = {}, prepare = opts.prepare,
-                    label = opts.label or "" }
+                    tree = opts.tree or "routes" }
     caches[#caches + 1] = cache
     return cache
 end
@@ -117,10 +119,6 @@ local function sweep(premature)
                 if d then
                     d:delete(script)
                 end
-
-                if entry.bad then
-                    status.route_gone(entry.name)
-                end
             end
         end
     end
@@ -141,17 +139,38 @@ function _M.init_worker()
 end
 
 
-local function read_file(path)
-    local f, err = io_open(path, "rb")
+local ENOENT = 2
+
+local size_p = ffi.new("double[1]")
+local mtime_p = ffi.new("double[1]")
+
+
+-- The script the guard accepted, as this worker reads it now: { script =,
+-- size =, mtime =, source = }, or nil, an error and the errno.
+local function read_file(script)
+    local f, err, errno = io_open(script, "rb")
     if not f then
-        return nil, err
+        return nil, err, errno
     end
 
     local source
     source, err = f:read("*a")
     f:close()
 
-    return source, err
+    if not source then
+        return nil, err
+    end
+
+    local file = { script = script, source = source }
+
+    if C.ngx_http_route_guard_ffi_identity(get_request(), size_p, mtime_p)
+       == 0
+    then
+        file.size = size_p[0]
+        file.mtime = mtime_p[0]
+    end
+
+    return file
 end
 
 
@@ -178,17 +197,21 @@ end
 
 -- Compiles a new version.  A failure is logged once per version and
 -- recorded for the status endpoint; the entry keeps the last good chunk,
--- this worker's or the one the workers share.
+-- this worker's or the one the workers share.  A script that cannot be
+-- read (gone or made unreadable since the guard looked) gives nil and the
+-- status to answer with: the next request sees what the guard sees.
 local function compile(cache, name, script, version, entry)
-    local source, err = read_file(script)
+    local file, err, errno = read_file(script)
+
+    if not file then
+        log(WARN, "gateway: route \"", name, "\" cannot be read: ", err)
+        return nil, errno == ENOENT and 404 or 503
+    end
+
     local prepare = cache.prepare
     local fn
 
-    name = cache.label .. name
-
-    if source then
-        fn, err = load(source, "@" .. script, "t")
-    end
+    fn, err = load(file.source, "@" .. script, "t")
 
     if fn and prepare then
         prepare(fn)
@@ -196,41 +219,53 @@ local function compile(cache, name, script, version, entry)
 
     if fn then
         log(INFO, "gateway: compiled route \"", name, "\" version ", version)
-        status.route_compiled(name)
-        keep_good(script, source)
+        status.route_version(cache.tree, name, version, file, file.source)
+        keep_good(script, file.source)
 
-        return { name = name, version = version, fn = fn }
+        if entry and entry.source ~= file.source then
+            metrics.reloaded("route")
+        end
+
+        return { name = name, version = version, fn = fn,
+                 source = file.source }
     end
 
     log(ERR, "gateway: route \"", name, "\" version ", version,
         " does not compile: ", err)
-    status.route_failed(name, version, err)
 
     entry = { name = name, version = entry and entry.version,
-              fn = entry and entry.fn, bad = version }
+              fn = entry and entry.fn, source = entry and entry.source,
+              bad = version }
 
     if entry.fn == nil then
-        source = last_good(script)
+        local source = last_good(script)
         entry.fn = source and load(source, "@" .. script, "t")
-        if entry.fn and prepare then
-            prepare(entry.fn)
+        if entry.fn then
+            entry.source = source
+            if prepare then
+                prepare(entry.fn)
+            end
         end
     end
+
+    status.route_version(cache.tree, name, version, file, entry.source, err)
 
     return entry
 end
 
 
 -- The chunk of the script the route guard accepted for this request, in
--- this cache, compiled when its version moved; nil when there is none
--- (no script accepted, or a new script that does not compile).
+-- this cache, compiled when its version moved.  nil and the status to
+-- answer with when there is none: no script accepted (500), a new script
+-- that does not compile (500), one gone or unreadable since the guard
+-- looked (404, 503).
 function _M.chunk(cache)
     if C.ngx_http_route_guard_ffi_script(get_request(), script_p, len_p,
                                          version_p) ~= 0
     then
         log(ERR, "gateway: no script accepted for this request, is ",
             "route_guard missing from this location?")
-        return nil
+        return nil, HTTP_INTERNAL_SERVER_ERROR
     end
 
     -- 0 with route_guard_cache off: then every request compiles
@@ -249,7 +284,13 @@ function _M.chunk(cache)
            or (old.version ~= version and old.bad ~= version)
            or version == 0
         then
-            entry = compile(cache, var.route_name, script, version, old)
+            local answer
+            entry, answer = compile(cache, var.route_name, script, version,
+                                    old)
+            if entry == nil then
+                return nil, answer
+            end
+
             chunks[script] = entry
             forget(by_version, old)
         end
@@ -257,6 +298,10 @@ function _M.chunk(cache)
         if version ~= 0 then
             by_version[version] = entry
         end
+    end
+
+    if entry.fn == nil then
+        return nil, HTTP_INTERNAL_SERVER_ERROR
     end
 
     return entry.fn
@@ -269,10 +314,10 @@ local routes = _M.new_cache()
 function _M.serve()
     modules.refresh()
 
-    local fn = _M.chunk(routes)
+    local fn, answer = _M.chunk(routes)
 
     if fn == nil then
-        return exit(HTTP_INTERNAL_SERVER_ERROR)
+        return errors.exit(answer)
     end
 
     return fn()

@@ -20,6 +20,8 @@
 local bit = require "bit"
 local cjson = require "cjson.safe"
 local router = require "gateway.router"
+local errors = require "gateway.errors"
+local gateway_status = require "gateway.status"
 
 local bxor = bit.bxor
 local lshift = bit.lshift
@@ -575,7 +577,7 @@ local function prepare(fn)
     jit_off(fn, true)
 end
 
-local scripts = router.new_cache{ prepare = prepare, label = "sandbox:" }
+local scripts = router.new_cache{ prepare = prepare, tree = "sandbox" }
 
 
 local function opt(opts, k)
@@ -633,27 +635,27 @@ end
 
 
 function _M.serve(opts)
-    local fn = router.chunk(scripts)
+    local fn, status = router.chunk(scripts)
 
     if fn == nil then
-        return ngx.exit(ngx.HTTP_INTERNAL_SERVER_ERROR)
+        return errors.exit(status)
     end
 
-    local buf, status, err = _M.run(fn, opts)
+    local buf, err
+    buf, status, err = _M.run(fn, opts)
 
     if buf == nil then
         if status == "error" then
             log(ERR, "sandbox: ", ngx.var.route_name, ": ", tostring(err))
-            ngx.status = 500
-            ngx.say("sandbox: script error")
-            return ngx.exit(500)
+            return errors.send(500, "script_error")
         end
 
-        log(WARN, "sandbox: ", ngx.var.route_name, ": ", status,
-            " budget exceeded")
-        ngx.status = 503
-        ngx.say("sandbox: ", status, " budget exceeded")
-        return ngx.exit(503)
+        local name = ngx.var.route_name
+
+        log(WARN, "sandbox: ", name, ": ", status, " budget exceeded")
+        gateway_status.budget_hit(scripts.tree, name, status)
+
+        return errors.send(503, "budget_exceeded", { "budget", status })
     end
 
     if status >= 300 then

@@ -1,26 +1,52 @@
 -- What the operator sees of the Lua runtime, shared by the workers
--- through the shared dict "gateway_status" (when it is configured):
--- routes whose latest version does not compile, modules kept because
--- they use the FFI, counters, and the privileged agent's state.
+-- through the shared dict "gateway_status" (when it is configured): the
+-- routes the workers compiled, with their files' identity and the version
+-- each worker runs, routes whose latest version does not compile, sandbox
+-- budget hits, modules kept because they use the FFI, and the privileged
+-- agent's state.  The events that are also counters go on to
+-- gateway.metrics.
 --
 --   location = /status {
 --       content_by_lua_block { require("gateway.status").serve() }
 --   }
 
+local ffi = require "ffi"
 local cjson = require "cjson.safe"
+local metrics = require "gateway.metrics"
 
+local C = ffi.C
 local ngx = ngx
 local shared = ngx.shared
+local worker_pid = ngx.worker.pid
+local sha1_bin = ngx.sha1_bin
 local tostring = tostring
+local tonumber = tonumber
 local ipairs = ipairs
+local pairs = pairs
 local sub = string.sub
+local byte = string.byte
+local format = string.format
+local gsub = string.gsub
+local match = string.match
+
+
+ffi.cdef[[
+int kill(int pid, int sig);
+int access(const char *path, int mode);
+]]
 
 local _M = { _VERSION = "0.1" }
 
 
-local FAILED = "failed:"
 local PINNED = "pinned:"
 local AGENT = "agent:"
+local ROUTE = "route:"      -- "route:<tree> <name>": the file, JSON
+local WORKER = "worker:"    -- "worker:<tree> <name> <pid>": its version
+local BUDGET = "budget:"    -- "budget:<tree> <name> <budget>": hits
+local BUDGETS = "budgets:"  -- "budgets:<budget>": hits of all routes
+
+local F_OK = 0
+local ESRCH = 3
 
 
 local function dict()
@@ -28,29 +54,56 @@ local function dict()
 end
 
 
-function _M.route_failed(name, version, err)
-    local d = dict()
-    if d then
-        d:set(FAILED .. name, cjson.encode({ version = tostring(version),
-                                             error = tostring(err) }))
-    end
+local function hex(s)
+    return (gsub(s, ".", function(c) return format("%02x", byte(c)) end))
 end
 
 
-function _M.route_compiled(name)
+-- A worker compiled, or failed to compile, a version of a route.  "file"
+-- is what it read: { script =, size =, mtime =, source = } (source nil
+-- when it could not be read); "serving" the source of the chunk the
+-- worker runs now, nil when none.
+function _M.route_version(tree, name, version, file, serving, err)
     local d = dict()
-    if d then
+
+    metrics.register(tree, name, file.script)
+    metrics.compiled(err == nil)
+
+    if not d then
+        return
+    end
+
+    local id = tree .. " " .. name
+    local now = ngx.now()
+
+    d:set(ROUTE .. id, cjson.encode({
+        script = file.script,
+        size = file.source and #file.source or file.size,
+        mtime = file.mtime,
+        sha1 = file.source and hex(sha1_bin(file.source)) or nil,
+        version_at = now,
+        error = err and tostring(err) or nil,
+        failed_version = err and version or nil,
+    }))
+
+    d:set(WORKER .. id .. " " .. worker_pid(), cjson.encode({
+        version = version,
+        serving_sha1 = serving and hex(sha1_bin(serving)) or nil,
+    }))
+
+    if not err then
         d:incr("compiles", 1, 0)
-        d:delete(FAILED .. name)
     end
 end
 
 
--- a failed route whose script was deleted
-function _M.route_gone(name)
+function _M.budget_hit(tree, name, budget)
+    metrics.budget_hit(budget)
+
     local d = dict()
     if d then
-        d:delete(FAILED .. name)
+        d:incr(BUDGET .. tree .. " " .. name .. " " .. budget, 1, 0)
+        d:incr(BUDGETS .. budget, 1, 0)
     end
 end
 
@@ -64,6 +117,8 @@ end
 
 
 function _M.module_reloaded()
+    metrics.reloaded("module")
+
     local d = dict()
     if d then
         d:incr("module_reloads", 1, 0)
@@ -91,6 +146,8 @@ end
 
 
 function _M.agent_reloaded(at)
+    metrics.reloaded("config")
+
     local d = dict()
     if d then
         d:set("agent:last_reload_at", at)
@@ -98,9 +155,65 @@ function _M.agent_reloaded(at)
 end
 
 
+local function alive(pid)
+    return C.kill(pid, 0) == 0 or ffi.errno() ~= ESRCH
+end
+
+
+-- splits "<tree> <name>[ <more>]"
+local function route_id(s)
+    return match(s, "^(%S+) (%S+) ?(.*)$")
+end
+
+
+-- One key of the dict that is not a route's, into the report.
+local function add_key(report, routes, d, key, value)
+    if sub(key, 1, #WORKER) == WORKER then
+        local tree, name, pid = route_id(sub(key, #WORKER + 1))
+        local route = routes[tree .. " " .. name]
+
+        if route and alive(tonumber(pid)) then
+            route.workers[pid] = cjson.decode(value)
+        else
+            d:delete(key)
+        end
+
+    elseif sub(key, 1, #BUDGET) == BUDGET then
+        local tree, name, budget = route_id(sub(key, #BUDGET + 1))
+        local route = routes[tree .. " " .. name]
+
+        if route then
+            route.budget_hits = route.budget_hits or {}
+            route.budget_hits[budget] = value
+        else
+            d:delete(key)
+        end
+
+    elseif sub(key, 1, #BUDGETS) == BUDGETS then
+        report.sandbox_budget_hits[sub(key, #BUDGETS + 1)] = value
+
+    elseif sub(key, 1, #PINNED) == PINNED then
+        report.pinned_modules[sub(key, #PINNED + 1)] = value
+
+    elseif key == "agent:last_test" then
+        report.agent.last_test = cjson.decode(value)
+
+    elseif sub(key, 1, #AGENT) == AGENT then
+        report.agent[sub(key, #AGENT + 1)] = value
+
+    else
+        report[key] = value
+    end
+end
+
+
+-- The report of GET /status.  Routes whose script is gone and workers
+-- that exited are dropped from the dict on the way.
 function _M.report()
     local report = {
+        routes = {},
         failed_routes = {},
+        sandbox_budget_hits = {},
         pinned_modules = {},
         compiles = 0,
         module_reloads = 0,
@@ -112,26 +225,42 @@ function _M.report()
         return report
     end
 
-    for _, key in ipairs(d:get_keys(0)) do
+    local keys = d:get_keys(0)
+    local routes = {}       -- id -> the route's report, nil when gone
+
+    for _, key in ipairs(keys) do
+        if sub(key, 1, #ROUTE) == ROUTE then
+            local route = cjson.decode(d:get(key) or "null")
+
+            if route and route.script
+               and C.access(route.script, F_OK) == 0
+            then
+                route.workers = {}
+                routes[sub(key, #ROUTE + 1)] = route
+            else
+                d:delete(key)
+            end
+        end
+    end
+
+    for _, key in ipairs(keys) do
         local value = d:get(key)
 
-        if value ~= nil then
-            if sub(key, 1, #FAILED) == FAILED then
-                report.failed_routes[sub(key, #FAILED + 1)] =
-                    cjson.decode(value)
+        if value ~= nil and sub(key, 1, #ROUTE) ~= ROUTE then
+            add_key(report, routes, d, key, value)
+        end
+    end
 
-            elseif sub(key, 1, #PINNED) == PINNED then
-                report.pinned_modules[sub(key, #PINNED + 1)] = value
+    for id, route in pairs(routes) do
+        local tree, name = route_id(id)
 
-            elseif key == "agent:last_test" then
-                report.agent.last_test = cjson.decode(value)
+        report.routes[tree] = report.routes[tree] or {}
+        report.routes[tree][name] = route
 
-            elseif sub(key, 1, #AGENT) == AGENT then
-                report.agent[sub(key, #AGENT + 1)] = value
-
-            else
-                report[key] = value
-            end
+        if route.error then
+            report.failed_routes[tree == "routes" and name
+                                 or tree .. ":" .. name] =
+                { error = route.error, version = route.failed_version }
         end
     end
 
