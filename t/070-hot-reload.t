@@ -4,7 +4,7 @@
 # deleted is seen by the very next request on any worker; a replacement
 # that does not compile leaves the last good version serving, is logged
 # once per bad version and worker, and shows in GET /status; a brand-new
-# route that does not compile answers nginx's generic 500.
+# route that does not compile answers a generic JSON 500 (route_error).
 #
 # The loops run in --- setup, every request on a new connection (the
 # harness sends "Connection: close"), so with two workers they spread
@@ -503,3 +503,81 @@ verdict('freeing deleted routes', \@errs);
 GET /lua/hello
 --- response_body
 hello
+
+
+=== TEST 10: a script removed or made unreadable after the guard's check: 404 / 503, the worker lives on
+--- workers: 1
+--- config
+    # the file changes between the guard's check (precontent) and the
+    # router's load (content), in the request itself: ?do=remove deletes
+    # it, ?do=lock puts a file the worker cannot read in its place
+    location ~ ^/window/(.+)$ {
+        route_guard $1;
+        route_guard_root html/routes;
+        add_header X-Worker $pid always;
+        content_by_lua_block {
+            local script = ngx.var.route_script
+            if ngx.var.arg_do == "remove" then
+                assert(os.remove(script))
+            else
+                assert(os.rename(script:gsub("[^/]+$", "locked.tmp"), script))
+            end
+            require("gateway.router").serve()
+        }
+    }
+
+    location ~ ^/lua/(.+)$ {
+        route_guard $1;
+        route_guard_root html/routes;
+        add_header X-Worker $pid always;
+        content_by_lua_block { require("gateway.router").serve() }
+    }
+--- init
+# the worker (nobody) may remove and rename in routes/, not read locked.tmp
+chmod 0777, 'routes' or die "chmod: $!";
+--- setup
+my (%seen, @errs);
+for my $i (1 .. 20) {
+    write_file('routes/gone.lua', "ngx.say('gone $i')\n");
+    write_file('routes/shut.lua', "ngx.say('shut $i')\n");
+    write_file('routes/locked.tmp', "ngx.say('locked $i')\n");
+    chmod 0600, 'routes/locked.tmp';
+
+    # every other time, with a version compiled before: the new one goes,
+    # and the old one must not answer for it
+    if ($i % 2) {
+        expect(\@errs, "gone $i, before", get('/lua/gone'), 200, "gone $i\n");
+        expect(\@errs, "shut $i, before", get('/lua/shut'), 200, "shut $i\n");
+        write_file('routes/gone.lua', "ngx.say('gone $i, new')\n");
+        write_file('routes/shut.lua', "ngx.say('shut $i, new')\n");
+    }
+
+    my $r = get('/window/gone?do=remove');
+    $seen{$r->{worker}}++;
+    expect(\@errs, "removed $i", $r, 404);
+    push @errs, "removed $i: not the JSON route_not_found: " . show($r)
+        unless $r->{body} =~ /^\{"error":"route_not_found",/;
+    expect(\@errs, "removed $i, next request", get('/lua/gone'), 404);
+
+    $r = get('/window/shut?do=lock');
+    $seen{$r->{worker}}++;
+    expect(\@errs, "locked $i", $r, 503);
+    push @errs, "locked $i: not the JSON route_unavailable: " . show($r)
+        unless $r->{body} =~ /^\{"error":"route_unavailable",/;
+    push @errs, "locked $i: leaks: " . show($r) if $r->{body} =~ $main::Leak;
+    expect(\@errs, "locked $i, next request", get('/lua/shut'), 503);
+
+    $r = get('/lua/hello');
+    $seen{$r->{worker}}++;
+    expect(\@errs, "hello after $i", $r, 200, "hello\n");
+}
+push @errs, "the worker changed: " . join(' ', keys %seen)
+    if keys %seen != 1;
+verdict('file gone between check and load', \@errs);
+--- request
+GET /lua/hello
+--- response_body
+hello
+--- no_error_log
+does not compile
+[alert]
