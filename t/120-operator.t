@@ -80,6 +80,23 @@ for my $m (@mix) {
     unlike($r->{body}, $leak, "GET $path: no internals");
 }
 
+# nginx's own errors, and other methods
+for my $c (["GARBAGE\r\n\r\n", 400, 'bad_request'],
+           ["GET /lua/hello HTTP/1.0\r\nX: " . ('a' x 70000) . "\r\n\r\n",
+            400, 'bad_request'],
+           ["POST /lua/missing HTTP/1.0\r\nContent-Length: 3\r\n\r\nabc",
+            404, 'route_not_found'])
+{
+    my ($raw, $status, $code) = @$c;
+    my $r = $gw->request($raw);
+    (my $line = substr($raw, 0, 40)) =~ s/\r\n.*//s;
+    is($r->{status}, $status, "$line: $status");
+    like($r->{body}, qr/^\{"error":"$code",/, "$line: JSON $code");
+}
+my $head = $gw->request("HEAD /lua/missing HTTP/1.0\r\n\r\n");
+is($head->{status}, 404, 'HEAD of a missing route: 404');
+is($head->{body}, '', 'HEAD: no body');
+
 my %want = (
     'gateway_requests_total{tree="routes",route="hello",class="2xx"}' => 7,
     'gateway_requests_total{tree="routes",route="own404",class="4xx"}' => 3,
@@ -88,7 +105,7 @@ my %want = (
     'gateway_requests_total{tree="routes",route="bad",class="5xx"}' => 2,
     'gateway_requests_total{tree="sandbox",route="hi",class="2xx"}' => 3,
     'gateway_requests_total{tree="sandbox",route="loop",class="5xx"}' => 2,
-    rejections('routes', missing => 4, grammar => 5, symlink_escape => 1,
+    rejections('routes', missing => 6, grammar => 5, symlink_escape => 1,
                not_regular => 1, bytecode => 1, unreadable => 1),
     rejections('sandbox', missing => 1, grammar => 1),
     'gateway_compiles_total' => 6,          # one worker, one version each

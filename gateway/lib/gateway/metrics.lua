@@ -226,37 +226,35 @@ function _M.route_request(tree, name, script, status, elapsed)
 end
 
 
-function _M.rejected(tree, reason)
+local function bump(key)
     local d = dict()
-    if d and REASONS[reason] then
-        add(d, "rejections " .. tree .. " " .. reason, 1)
+    if d then
+        add(d, key, 1)
+    end
+end
+
+
+function _M.rejected(tree, reason)
+    if REASONS[reason] then
+        bump("rejections " .. tree .. " " .. reason)
     end
 end
 
 
 function _M.compiled(ok)
-    local d = dict()
-    if d then
-        add(d, ok and "compiles" or "compile_failures", 1)
-    end
+    bump(ok and "compiles" or "compile_failures")
 end
 
 
 -- kind: "route" (a worker compiled a changed script), "module" (a changed
 -- module was unloaded), "config" (the agent reloaded nginx)
 function _M.reloaded(kind)
-    local d = dict()
-    if d then
-        add(d, "reloads " .. kind, 1)
-    end
+    bump("reloads " .. kind)
 end
 
 
 function _M.budget_hit(budget)
-    local d = dict()
-    if d then
-        add(d, "budget_hits " .. budget, 1)
-    end
+    bump("budget_hits " .. budget)
 end
 
 
