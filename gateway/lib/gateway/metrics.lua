@@ -111,6 +111,10 @@ end
 
 -- Keys.  A route's are "<what> <tree> <name> ..."; route names have no
 -- spaces (the guard's grammar), so a key splits back into its parts.
+-- "n <tree> <name> <class> <bucket>" counts the requests of one status
+-- class in one latency bucket: the requests by class and the histogram
+-- are both sums of these, so that a request costs two increments (this
+-- and the latency sum), not three.
 
 local keyed = {}        -- tree -> name -> the route's keys
 local nkeyed = 0
@@ -135,15 +139,14 @@ local function route_keys(tree, name)
 
     local id = tree .. " " .. name
 
-    keys = { id = id, requests = {}, duration = {},
-             sum = "duration_sum " .. id }
+    keys = { id = id, n = {}, sum = "duration_sum " .. id }
 
-    for i = 1, #CLASSES do
-        keys.requests[i] = "requests " .. id .. " " .. i
-    end
-
-    for i = 1, NBUCKETS do
-        keys.duration[i] = "duration " .. id .. " " .. i
+    for c = 0, #CLASSES do
+        local n = {}
+        for b = 1, NBUCKETS do
+            n[b] = "n " .. id .. " " .. c .. " " .. b
+        end
+        keys.n[c] = n
     end
 
     keyed[tree][name] = keys
@@ -157,12 +160,10 @@ end
 local function all_route_keys(id)
     local keys = { "script " .. id, "duration_sum " .. id }
 
-    for i = 1, #CLASSES do
-        keys[#keys + 1] = "requests " .. id .. " " .. i
-    end
-
-    for i = 1, NBUCKETS do
-        keys[#keys + 1] = "duration " .. id .. " " .. i
+    for c = 0, #CLASSES do
+        for b = 1, NBUCKETS do
+            keys[#keys + 1] = "n " .. id .. " " .. c .. " " .. b
+        end
     end
 
     return keys
@@ -182,11 +183,11 @@ end
 
 local function count(d, keys, status, elapsed)
     local class = floor(status / 100)
-    if class >= 1 and class <= 5 then
-        add(d, keys.requests[class], 1)
+    if class < 1 or class > 5 then
+        class = 0       -- no status (the client left first): latency only
     end
 
-    add(d, keys.duration[bucket(elapsed)], 1)
+    add(d, keys.n[class][bucket(elapsed)], 1)
     add(d, keys.sum, elapsed)
 end
 
@@ -402,11 +403,11 @@ local function collect(d)
             local w = words(key)
             local what = w[1]
 
-            if what == "requests" and #w == 4 then
-                route(w[2], w[3]).requests[tonumber(w[4])] = v
-
-            elseif what == "duration" and #w == 4 then
-                route(w[2], w[3]).duration[tonumber(w[4])] = v
+            if what == "n" and #w == 5 then
+                local r = route(w[2], w[3])
+                local c, b = tonumber(w[4]), tonumber(w[5])
+                r.requests[c] = (r.requests[c] or 0) + v
+                r.duration[b] = (r.duration[b] or 0) + v
 
             elseif what == "duration_sum" and #w == 3 then
                 route(w[2], w[3]).sum = v
