@@ -215,7 +215,8 @@ sub children {
         next if defined $title && title_of($pid) ne $title;
         push @kids, $pid;
     }
-    return sort { $a <=> $b } @kids;
+    @kids = sort { $a <=> $b } @kids;
+    return @kids;                   # a count in scalar context
 }
 
 # the process title: nginx overwrites argv, the rest is NUL padding
