@@ -42,7 +42,7 @@ my $Top = realpath(dirname(realpath(__FILE__)) . '/..');
 my $Worker = 'nginx: worker process';
 my $Agent  = 'nginx: privileged agent process';
 
-# every instance started and child spawned, to stop them at exit whatever
+# every instance made and child spawned, to stop them at exit whatever
 # happened
 my @Started;
 my @Spawned;
@@ -70,6 +70,7 @@ sub new {
     $self->{log}     = "$self->{prefix}/logs/error.log";
 
     -x $self->{nginx} or die "$self->{nginx} is missing: run 'make' first\n";
+    push @Started, $self;
 
     remove_tree($base);
     my @dirs = @$self{qw(src routes lib sandbox prefix)};
@@ -117,7 +118,6 @@ sub start {
     my $self = shift;
     my ($rc, $out) = $self->gatewayctl('start');
     die "gatewayctl start failed:\n$out" if $rc != 0;
-    push @Started, $self;
     $self->master or die "no master after gatewayctl start\n";
     wait_until(10, sub { defined $self->status->{agent}{alive_at} })
         or die "the agent does not report itself alive in /status\n";
