@@ -6,6 +6,7 @@
 #   make upgrade      rebuild and swap the running binary, no request lost
 #   make test         build, then run every test
 #   make bench        benchmarks (see bench/)
+#   make soak         a minute of mixed load with faults injected
 #   make fuzz         the route name fuzzers, FUZZ_SECONDS each
 #
 # README.md says more.  Everything built lands under build/.
@@ -112,6 +113,12 @@ bench-reload: all
 
 bench-sandbox: all
 	bench/sandbox-overhead
+
+
+# load and faults: not part of `make test` (a minute, and wrk)
+.PHONY: soak
+soak: all
+	bench/soak
 
 
 .PHONY: clean

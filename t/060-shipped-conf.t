@@ -7,61 +7,49 @@ use warnings;
 
 use Cwd qw(realpath);
 use File::Basename qw(dirname);
-use File::Path qw(make_path remove_tree);
+use File::Path qw(remove_tree);
 use IO::Socket::INET;
 use Test::More;
 
-my $top    = realpath(dirname(realpath(__FILE__)) . '/..');
-my $prefix = "$top/t/servroot-gateway";
-my $routes = "$prefix/routes";
-my $port   = $ENV{TEST_NGINX_GATEWAY_PORT} || 1986;
-my $nginx  = $ENV{TEST_NGINX_BINARY} || "$top/build/nginx/sbin/nginx";
+use lib dirname(realpath(__FILE__));
+use ShippedGateway;
 
-remove_tree($prefix);
-my $lib    = "$prefix/lib";
-my $status_port = $port + 1;
+my $top  = realpath(dirname(realpath(__FILE__)) . '/..');
+my $port = $ENV{TEST_NGINX_GATEWAY_PORT} || 1986;
 
-make_path("$routes/v1", $lib);
-chmod 0755, $prefix, $routes, "$routes/v1", $lib;
+my $gw = ShippedGateway->new(base => "$top/t/servroot-gateway",
+                             port => $port);
+my ($routes, $lib) = @$gw{qw(routes lib)};
 
-write_file("$routes/hello.lua", 'ngx.say("hello from the shipped conf")');
-write_file("$routes/v1/time.lua", 'ngx.say("v1/time")');
+mkdir "$routes/v1", 0755;
+write_file("$routes/hello.lua", "ngx.say(\"hello from the shipped conf\")\n");
+write_file("$routes/v1/time.lua", "ngx.say(\"v1/time\")\n");
 
-write_file("$lib/shout.lua", 'return { it = function(s) return s:upper() end }');
-write_file("$routes/loud.lua",
-           'ngx.say(require("shout").it("hello"))');
+write_file("$lib/shout.lua",
+           "return { it = function(s) return s:upper() end }\n");
+write_file("$routes/loud.lua", "ngx.say(require(\"shout\").it(\"hello\"))\n");
 
-my %env = (NGINX_BIN => $nginx, PREFIX => $prefix, PORT => $port,
-           STATUS_PORT => $status_port, ROUTES => $routes, LIB => $lib);
-
-sub gatewayctl {
-    my ($cmd) = @_;
-    local @ENV{keys %env} = values %env;
-    my $out = `cd $top && gateway/bin/gatewayctl $cmd 2>&1`;
-    return ($? >> 8, $out);
-}
-
-my ($rc, $out) = gatewayctl('start');
+my ($rc, $out) = $gw->gatewayctl('start');
 is($rc, 0, 'gatewayctl start') or diag($out);
 like($out, qr/started \(pid \d+\)/, 'start says it started');
 
 # the same port again: a clear message, not nginx's long line alone
 {
-    ($rc, $out) = gatewayctl('start');
+    ($rc, $out) = $gw->gatewayctl('start');
     isnt($rc, 0, 'a second start fails');
     like($out, qr/already running/, 'a second start says why');
 
     my $busy = IO::Socket::INET->new(LocalAddr => '127.0.0.1', Listen => 1,
                                      ReuseAddr => 1)
         or die "listen: $!";
-    local $env{PORT} = $busy->sockport;
-    local $env{STATUS_PORT} = $port + 2;
-    local $env{PREFIX} = "$prefix-busy";
-    ($rc, $out) = gatewayctl('start');
+    my $other = ShippedGateway->new(base => "$top/t/servroot-gateway-busy",
+                                    port => $busy->sockport);
+    ($rc, $out) = $other->gatewayctl('start');
     isnt($rc, 0, 'start on a busy port fails');
     like($out, qr/port \d+ or \d+ on 127\.0\.0\.1 is busy/,
          'and says the port is busy');
-    remove_tree("$prefix-busy");
+    $other->stop;
+    remove_tree($other->{base});
 }
 
 my @cases = (
@@ -88,7 +76,7 @@ my ($got, $resp);
 
 for my $c (@cases) {
     my ($line, $status, $body) = @$c;
-    ($got, $resp) = request("$line HTTP/1.0\r\nHost: localhost\r\n\r\n");
+    ($got, $resp) = $gw->get($line =~ s/^GET //r);
     is($got, $status, "$line -> $status");
     like($resp, $body, "$line body") if $body;
     unlike($resp, qr/servroot|\.lua|$routes/, "$line: no internals")
@@ -96,70 +84,33 @@ for my $c (@cases) {
 }
 
 # a module from LIB, and its new version after an edit
-($got, $resp) = request("GET /lua/loud HTTP/1.0\r\n\r\n");
+($got, $resp) = $gw->get('/lua/loud');
 is($got, 200, 'a route requiring a module from LIB');
 is($resp, 'HELLO', 'runs the module');
-write_file("$lib/shout.lua.tmp",
-           'return { it = function(s) return s:upper() .. "!" end }');
-rename "$lib/shout.lua.tmp", "$lib/shout.lua" or die "rename: $!";
-($got, $resp) = request("GET /lua/loud HTTP/1.0\r\n\r\n");
+replace_file("$lib/shout.lua",
+             "return { it = function(s) return s:upper() .. \"!\" end }\n");
+($got, $resp) = $gw->get('/lua/loud');
 is($resp, 'HELLO!', 'the next request runs the edited module');
 
 # the status listener answers on loopback, the public one has no /status
-($got, $resp) = request("GET /status HTTP/1.0\r\n\r\n", $status_port);
+($got, $resp) = $gw->get('/status', $gw->{status_port});
 is($got, 200, 'GET /status on the status port');
 like($resp, qr/"failed_routes"/, 'status is the runtime report');
-($got) = request("GET /status HTTP/1.0\r\n\r\n");
+($got) = $gw->get('/status');
 is($got, 404, 'no /status on the public port');
 
 # a script dropped in after the start is served at once
-write_file("$routes/late.lua", 'ngx.say("late")');
-($got, $resp) = request("GET /lua/late HTTP/1.0\r\n\r\n");
+write_file("$routes/late.lua", "ngx.say(\"late\")\n");
+($got, $resp) = $gw->get('/lua/late');
 is($got, 200, 'a script created after start is served without reload');
 like($resp, qr/^late$/, 'with its output');
 
 # the error log got nothing at "error" level from all those bad names
-my $log = read_file("$prefix/logs/error.log");
+my $log = $gw->read_log;
 unlike($log, qr/\[(error|crit|alert|emerg)\]/, 'no error lines in the log');
 
-($rc, $out) = gatewayctl('stop');
+($rc, $out) = $gw->gatewayctl('stop');
 is($rc, 0, 'gatewayctl stop') or diag($out);
-ok(!-e "$prefix/logs/nginx.pid" || !kill(0, pid()), 'nginx is gone');
+ok(!$gw->master, 'nginx is gone');
 
 done_testing();
-
-
-sub request {
-    my ($raw, $to) = @_;
-
-    $to //= $port;
-    my $s = IO::Socket::INET->new(PeerAddr => "127.0.0.1:$to", Timeout => 5)
-        or return (0, "connect: $!");
-    print $s $raw;
-    local $/;
-    my $r = <$s> // '';
-    my ($status) = $r =~ m{^HTTP/1\.\d (\d{3})};
-    my ($body) = $r =~ m{\r\n\r\n(.*)}s;
-    $body //= '';
-    $body =~ s/\n\z//;
-    return ($status // 0, $body);
-}
-
-sub pid {
-    return 0 + read_file("$prefix/logs/nginx.pid");
-}
-
-sub write_file {
-    my ($path, $data) = @_;
-    open my $fh, '>', $path or die "$path: $!";
-    print $fh $data, "\n";
-    close $fh;
-    chmod 0644, $path;
-}
-
-sub read_file {
-    my ($path) = @_;
-    open my $fh, '<', $path or return '';
-    local $/;
-    return scalar <$fh>;
-}

@@ -1,177 +1,213 @@
 package ShippedGateway;
 
-# The gateway as shipped, for the tests that run it whole: conf/nginx.conf
-# rendered by gateway/bin/render-conf and started by gateway/bin/gatewayctl
-# (the way `make start` does), with a routes root, a modules tree, a
-# sandbox root and a copy of conf/ of its own (conf-src/, watched by the
-# privileged agent) under t/servroot-<name>/, the instance's prefix.
+# The gateway as shipped, in a directory of its own: conf/nginx.conf
+# rendered and started by gateway/bin/gatewayctl, the way `make start`
+# does it, with private copies of the configuration sources (which the
+# privileged agent watches) and private routes, lib and sandbox roots.
+# For the scripts that want the real thing under load or faults:
+# bench/soak, bench/reload-under-load, t/060, t/100, t/120-routes-fs.t,
+# t/130-operator.t.
 #
-#   my $gw = ShippedGateway->new(name => 'operator', port => 1994,
-#                                workers => 2);
-#   $gw->write('routes/hello.lua', 'ngx.say("hello")');
-#   $gw->start;
-#   my $r = $gw->get('/lua/hello');     # { status, headers, body, raw }
-#   my $m = $gw->metrics;               # 'name{labels}' => value
-#   $gw->stop;                          # also at exit, whatever happens
+#   use ShippedGateway;
 #
-# Requests go over a new loopback connection each, with the bytes given:
-# nothing is normalized on the way.
+#   my $gw = ShippedGateway->new(base => "$top/build/x", port => 3980);
+#   write_file("$gw->{routes}/hello.lua", "ngx.say('hello')\n");
+#   $gw->start;                             # dies when it does not start
+#   my ($status, $body) = $gw->get('/lua/hello');
+#   $gw->stop;                              # at exit in any case
+#
+# new() empties `base` and makes base/conf-src (a copy of conf/*.conf),
+# base/routes, base/lib, base/sandbox and the prefix base/run.  The status
+# listener is on port + 1; `workers => N` sets WORKERS (auto by default).
+# `conf => sub { $_[0] =~ s/.../.../ }` edits
+# the copy of nginx.conf before the start; $gw->{conf_text} keeps that
+# text, for later edits through set_conf().
 
 use strict;
 use warnings;
 
 use Cwd qw(realpath);
+use Exporter qw(import);
 use File::Basename qw(dirname);
+use File::Copy qw(copy);
 use File::Path qw(make_path remove_tree);
 use IO::Socket::INET;
-use JSON::PP ();
+use JSON::PP qw(decode_json);
+use POSIX qw(WNOHANG _exit);
 use Time::HiRes qw(sleep time);
 
+our @EXPORT = qw(wait_until slurp write_file replace_file alive
+                 children title_of rss_kib cpu_ticks spawn reap);
+
 my $Top = realpath(dirname(realpath(__FILE__)) . '/..');
-my @Instances;
+
+my $Worker = 'nginx: worker process';
+my $Agent  = 'nginx: privileged agent process';
+
+# every instance made and child spawned, to stop them at exit whatever
+# happened
+my @Started;
+my @Spawned;
+
 
 sub new {
-    my ($class, %o) = @_;
+    my ($class, %opt) = @_;
+    my $base = $opt{base} or die "ShippedGateway->new: no base\n";
+    my $port = $opt{port} or die "ShippedGateway->new: no port\n";
 
-    my $prefix = "$Top/t/servroot-$o{name}";
     my $self = bless {
-        prefix      => $prefix,
-        port        => $o{port},
-        status_port => $o{port} + 1,
-        workers     => $o{workers} // 'auto',
-        nginx       => $ENV{TEST_NGINX_BINARY}
+        top         => $Top,
+        base        => $base,
+        port        => $port,
+        status_port => $port + 1,
+        workers     => $opt{workers} // 'auto',
+        prefix      => "$base/run",
+        src         => "$base/conf-src",
+        routes      => "$base/routes",
+        lib         => "$base/lib",
+        sandbox     => "$base/sandbox",
+        nginx       => $opt{nginx} || $ENV{TEST_NGINX_BINARY}
                        || "$Top/build/nginx/sbin/nginx",
     }, $class;
+    $self->{pidfile} = "$self->{prefix}/logs/nginx.pid";
+    $self->{log}     = "$self->{prefix}/logs/error.log";
 
-    remove_tree($prefix);
-    for my $d (qw(routes lib sandbox conf-src)) {
-        make_path("$prefix/$d");
-        chmod 0755, "$prefix/$d";
-    }
-    chmod 0755, $prefix;
+    -x $self->{nginx} or die "$self->{nginx} is missing: run 'make' first\n";
+    push @Started, $self;
 
-    # a copy of conf/, so that a test may edit what the agent watches
+    remove_tree($base);
+    my @dirs = @$self{qw(src routes lib sandbox prefix)};
+    make_path(@dirs);
+    # workers run as nobody: they must reach the roots
+    chmod 0755, $base, @dirs;
+
     for my $f (glob "$Top/conf/*.conf") {
-        $self->write('conf-src/' . (split m{/}, $f)[-1], slurp($f));
+        copy($f, $self->{src}) or die "copy $f: $!\n";
     }
+    my $text = slurp("$self->{src}/nginx.conf");
+    $opt{conf}->($text) if $opt{conf};
+    $self->{conf_text} = $text;
+    $self->set_conf($text);
 
-    push @Instances, $self;
     return $self;
 }
 
-sub prefix      { $_[0]{prefix} }
-sub port        { $_[0]{port} }
-sub status_port { $_[0]{status_port} }
+
+# the copy of nginx.conf the agent watches, rewritten in place as an
+# editor does
+sub set_conf {
+    my ($self, $text) = @_;
+    write_file("$self->{src}/nginx.conf", $text);
+}
+
 
 sub gatewayctl {
     my ($self, $cmd) = @_;
-
-    my $p = $self->{prefix};
-    local @ENV{qw(NGINX_BIN PREFIX PORT STATUS_PORT ROUTES LIB
-                  SANDBOX_ROUTES CONF WORKERS)} =
-        ($self->{nginx}, $p, $self->{port}, $self->{status_port},
-         "$p/routes", "$p/lib", "$p/sandbox", "$p/conf-src", $self->{workers});
-
+    local $ENV{NGINX_BIN}      = $self->{nginx};
+    local $ENV{PREFIX}         = $self->{prefix};
+    local $ENV{PORT}           = $self->{port};
+    local $ENV{STATUS_PORT}    = $self->{status_port};
+    local $ENV{ROUTES}         = $self->{routes};
+    local $ENV{LIB}            = $self->{lib};
+    local $ENV{SANDBOX_ROUTES} = $self->{sandbox};
+    local $ENV{CONF}           = $self->{src};
+    local $ENV{WORKERS}        = $self->{workers};
     my $out = `cd $Top && gateway/bin/gatewayctl $cmd 2>&1`;
     return ($? >> 8, $out);
 }
 
+
+# starts it, and waits until the agent reports itself alive
 sub start {
-    my ($self) = @_;
-
+    my $self = shift;
     my ($rc, $out) = $self->gatewayctl('start');
-    die "gatewayctl start failed: $out" if $rc;
-
-    # the workers and the agent are up when both listeners answer
-    $self->wait_until(sub { $self->get('/status', $self->{status_port})
-                                ->{status} == 200 }, 10)
-        or die "the gateway does not answer\n";
+    die "gatewayctl start failed:\n$out" if $rc != 0;
+    $self->master or die "no master after gatewayctl start\n";
+    wait_until(10, sub { defined $self->status->{agent}{alive_at} })
+        or die "the agent does not report itself alive in /status\n";
+    return $self;
 }
 
+
+# QUIT, then KILL after 10 s; an interrupted binary upgrade may have left
+# an old master beside the new one
 sub stop {
-    my ($self) = @_;
-    return unless $self->master_pid;
-    my ($rc, $out) = $self->gatewayctl('stop');
-    warn "gatewayctl stop failed: $out" if $rc;
-}
-
-END {
-    my $rc = $?;
-    $_->stop for @Instances;
-    $? = $rc;
-}
-
-sub master_pid {
-    my ($self) = @_;
-    my $pid = slurp("$self->{prefix}/logs/nginx.pid") or return 0;
-    chomp $pid;
-    return kill(0, $pid) ? $pid : 0;
-}
-
-# the worker processes' pids, from the master's children
-sub worker_pids {
-    my ($self) = @_;
-    my $master = $self->master_pid or return ();
-    my @pids;
-
-    for my $stat (glob '/proc/[0-9]*/stat') {
-        my $s = slurp($stat) or next;
-        my ($pid, $ppid) = $s =~ /^(\d+) \(.*\) \S (\d+)/s or next;
-        next unless $ppid == $master;
-        my $cmd = slurp("/proc/$pid/cmdline") // '';
-        push @pids, $pid if $cmd =~ /worker process/;
+    my $self = shift;
+    for my $file ("$self->{pidfile}.oldbin", $self->{pidfile}) {
+        my $pid = slurp($file);
+        chomp $pid;
+        next unless $pid =~ /^\d+$/ && alive($pid);
+        my @procs = ($pid, children($pid));
+        kill QUIT => $pid;
+        next if wait_until(10, sub { !grep { alive($_) } @procs });
+        kill KILL => @procs;
+        wait_until(3, sub { !grep { alive($_) } @procs });
     }
-
-    return sort { $a <=> $b } @pids;
 }
 
-# Sends the raw bytes, returns { status, headers => { lc name => value },
-# body, raw }; status 0 when nothing came back.
+
+sub master {
+    my $self = shift;
+    my $pid = slurp($self->{pidfile});
+    chomp $pid;
+    return $pid =~ /^\d+$/ && alive($pid) ? $pid : undef;
+}
+
+# the master's workers (not the ones shutting down) and agents
+sub workers { my $self = shift; children($self->master // 0, $Worker) }
+sub agents  { my $self = shift; children($self->master // 0, $Agent) }
+
+
+# (status, body) of GET $path, HTTP/1.0 on a connection of its own; the
+# path is sent as given (no normalization); status 0 when it fails
+sub get {
+    my ($self, $path, $port) = @_;
+    my $s = IO::Socket::INET->new(
+                PeerAddr => '127.0.0.1:' . ($port // $self->{port}),
+                Timeout => 2)
+        or return (0, "connect: $!");
+    print $s "GET $path HTTP/1.0\r\nHost: localhost\r\n\r\n";
+    local $/;
+    my $r = <$s> // '';
+    my ($status) = $r =~ m{^HTTP/1\.\d (\d{3})};
+    my ($body) = $r =~ m{\r\n\r\n(.*)}s;
+    $body //= '';
+    $body =~ s/\n\z//;
+    return ($status // 0, $body);
+}
+
+
+# The raw bytes on a connection of their own, as given (no normalization):
+# { status, headers => { lc name => value }, body, raw }, status 0 when
+# nothing came back.
 sub request {
     my ($self, $raw, $port) = @_;
-
-    my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1:'
-                                              . ($port // $self->{port}),
-                                  Timeout => 10)
+    my $s = IO::Socket::INET->new(
+                PeerAddr => '127.0.0.1:' . ($port // $self->{port}),
+                Timeout => 10)
         or return { status => 0, headers => {}, body => '',
                     raw => "connect: $!" };
     print $s $raw;
-    my $r = do { local $/; <$s> } // '';
-    close $s;
-
+    local $/;
+    my $r = <$s> // '';
     my ($head, $body) = split /\r\n\r\n/, $r, 2;
     my ($status) = ($head // '') =~ m{^HTTP/1\.\d (\d{3})};
-    my %h;
-    for (split /\r\n/, $head // '') {
-        $h{lc $1} = $2 if /^([^:\s]+):\s*(.*)$/;
-    }
-
+    my %h = map { /^([^:\s]+):\s*(.*)$/ ? (lc $1 => $2) : () }
+            split /\r\n/, $head // '';
     return { status => $status // 0, headers => \%h, body => $body // '',
              raw => $r };
 }
 
-sub get {
-    my ($self, $path, $port) = @_;
-    return $self->request("GET $path HTTP/1.0\r\nHost: localhost\r\n\r\n",
-                          $port);
-}
 
-sub status {
-    my ($self) = @_;
-    my $r = $self->get('/status', $self->{status_port});
-    die "GET /status: $r->{status}\n" unless $r->{status} == 200;
-    return JSON::PP::decode_json($r->{body});
-}
-
-# GET /metrics as { 'name{labels}' => value }, after checking the text
-# format line by line
+# GET /metrics on the status port as { 'name{labels}' => value }, after
+# checking the text format line by line; dies when it is not
 sub metrics {
-    my ($self) = @_;
-    my $r = $self->get('/metrics', $self->{status_port});
-    die "GET /metrics: $r->{status}\n" unless $r->{status} == 200;
+    my $self = shift;
+    my ($code, $body) = $self->get('/metrics', $self->{status_port});
+    die "GET /metrics: $code\n" unless $code == 200;
 
     my %m;
-    for my $line (split /\n/, $r->{body}) {
+    for my $line (split /\n/, $body) {
         next if $line =~ /^# (HELP|TYPE) [a-z_]+ /;
         $line =~ /^([a-z_]+(?:\{[a-z_]+="[^"\\\n]*"(?:,[a-z_]+="[^"\\\n]*")*\})?) (\S+)$/
             or die "not Prometheus text: '$line'\n";
@@ -182,38 +218,154 @@ sub metrics {
     return \%m;
 }
 
-# writes under the prefix, readable by the workers (user nobody)
-sub write {
-    my ($self, $path, $data) = @_;
-    my $full = "$self->{prefix}/$path";
-    make_path(dirname($full));
-    open my $fh, '>', "$full.tmp" or die "$full.tmp: $!";
-    print $fh $data;
-    close $fh;
-    chmod 0644, "$full.tmp";
-    rename "$full.tmp", $full or die "rename $full: $!";
+
+# GET /status on the status port, decoded; {agent => {}} at least
+sub status {
+    my $self = shift;
+    my ($code, $body) = $self->get('/status', $self->{status_port});
+    my $s = $code == 200 ? eval { decode_json($body) } // {} : {};
+    $s->{agent} //= {};
+    return $s;
 }
 
-sub error_log {
-    my ($self) = @_;
-    return slurp("$self->{prefix}/logs/error.log") // '';
+
+sub log_size {
+    my $self = shift;
+    return -s $self->{log} // 0;
 }
+
+sub read_log {
+    my ($self, $from) = @_;
+    my $all = slurp($self->{log});
+    return length $all > ($from // 0) ? substr($all, $from // 0) : '';
+}
+
+
+# --- processes ---
+
+# a zombie counts as gone: the daemonized master's parent does not reap
+sub alive {
+    my $pid = shift;
+    return 0 unless $pid && kill 0, $pid;
+    return slurp("/proc/$pid/stat") =~ /\)\s+Z\s/ ? 0 : 1;
+}
+
+# the live children of $ppid, with the process title $title if given
+sub children {
+    my ($ppid, $title) = @_;
+    my @kids;
+    for my $stat (glob '/proc/[0-9]*/stat') {
+        my ($pid, $state, $parent) = slurp($stat) =~ /^(\d+) .*\) (\S) (\d+) /s
+            or next;
+        next if $state eq 'Z' || $parent != $ppid;
+        next if defined $title && title_of($pid) ne $title;
+        push @kids, $pid;
+    }
+    @kids = sort { $a <=> $b } @kids;
+    return @kids;                   # a count in scalar context
+}
+
+# the process title: nginx overwrites argv, the rest is NUL padding
+sub title_of {
+    my $cmd = slurp("/proc/$_[0]/cmdline");
+    $cmd =~ s/\0.*//s;
+    $cmd =~ s/\s+\z//;
+    return $cmd;
+}
+
+sub rss_kib {
+    return slurp("/proc/$_[0]/status") =~ /^VmRSS:\s+(\d+) kB/m ? $1 : 0;
+}
+
+# utime + stime, in clock ticks
+sub cpu_ticks {
+    my @f = split ' ', (slurp("/proc/$_[0]/stat") =~ /\) (.*)/s)[0] // '';
+    return @f > 12 ? $f[11] + $f[12] : 0;
+}
+
+
+# Runs @cmd, or a code ref, in a child process with stdout and stderr to
+# the file $out.  Stopped (TERM) at exit unless reaped.
+sub spawn {
+    my ($out, @cmd) = @_;
+    my $pid = fork // die "fork: $!\n";
+    if ($pid) {
+        push @Spawned, $pid;
+        return $pid;
+    }
+
+    # the child: never the parent's END blocks, which stop the gateway
+    $SIG{$_} = 'DEFAULT' for qw(INT TERM HUP);
+    open STDOUT, '>', $out or _exit(126);
+    open STDERR, '>&', \*STDOUT or _exit(126);
+    $| = 1;                         # _exit() flushes nothing
+    if (ref $cmd[0] eq 'CODE') {
+        my $ok = eval { $cmd[0]->(); 1 };
+        print STDERR $@ unless $ok;
+        _exit($ok ? 0 : 1);
+    }
+    { exec @cmd };
+    print STDERR "exec $cmd[0]: $!\n";
+    _exit(127);
+}
+
+# waits up to $secs for a spawned child to end; its exit code, or undef
+sub reap {
+    my ($pid, $secs) = @_;
+    my $status;
+    wait_until($secs, sub {
+        return 0 unless waitpid($pid, WNOHANG) == $pid;
+        $status = $?;
+        return 1;
+    }) or return undef;
+    @Spawned = grep { $_ != $pid } @Spawned;
+    return $status >> 8;
+}
+
+
+# --- files and time ---
 
 sub wait_until {
-    my ($self, $cond, $seconds) = @_;
-    my $end = time + $seconds;
-    while (time < $end) {
+    my ($secs, $cond) = @_;
+    my $deadline = time + $secs;
+    while (1) {
         return 1 if $cond->();
+        return 0 if time > $deadline;
         sleep 0.05;
     }
-    return $cond->();
 }
 
 sub slurp {
     my ($path) = @_;
-    open my $fh, '<', $path or return undef;
+    open my $fh, '<:raw', $path or return '';
     local $/;
-    return scalar <$fh>;
+    return scalar(<$fh>) // '';
 }
+
+# world-readable: workers run as nobody
+sub write_file {
+    my ($path, $data) = @_;
+    open my $fh, '>:raw', $path or die "$path: $!\n";
+    print $fh $data;
+    close $fh or die "$path: $!\n";
+    chmod 0644, $path;
+}
+
+# a temporary file renamed over the target, as deploy tools do
+sub replace_file {
+    my ($path, $data) = @_;
+    write_file("$path.tmp", $data);
+    rename "$path.tmp", $path or die "rename $path.tmp: $!\n";
+}
+
+
+END {
+    my $status = $?;
+    kill TERM => @Spawned;
+    waitpid $_, 0 for @Spawned;
+    $_->stop for @Started;
+    $? = $status;
+}
+
 
 1;

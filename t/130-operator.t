@@ -7,32 +7,36 @@
 use strict;
 use warnings;
 
-use FindBin;
-use lib $FindBin::Bin;
-use ShippedGateway;
+use Cwd qw(realpath);
+use File::Basename qw(dirname);
 use Digest::SHA qw(sha1_hex);
 use Test::More;
 
+use lib dirname(realpath(__FILE__));
+use ShippedGateway;
+
+my $top  = realpath(dirname(realpath(__FILE__)) . '/..');
 my $port = $ENV{TEST_NGINX_OPERATOR_PORT} || 1994;
-my $gw = ShippedGateway->new(name => 'operator', port => $port,
-                             workers => 1);
-my $p = $gw->prefix;
+my $gw = ShippedGateway->new(base => "$top/t/servroot-operator",
+                             port => $port, workers => 1);
+my ($routes, $lib, $sandbox) = @$gw{qw(routes lib sandbox)};
 
 my $hello = 'ngx.say("hello ", ngx.worker.pid())';
-$gw->write('routes/hello.lua', $hello);
-$gw->write('routes/own404.lua', 'ngx.status = 404 ngx.say("no such thing")');
-$gw->write('routes/forbid.lua', 'return ngx.exit(403)');
-$gw->write('routes/boom.lua', 'error("kaboom at " .. ngx.var.uri)');
-$gw->write('routes/bad.lua', "ngx.say('never'\n");
-$gw->write('routes/mod.lua', 'ngx.say(require("shout").it("x"))');
-$gw->write('lib/shout.lua', 'return { it = function(s) return s:upper() end }');
-$gw->write('routes/bc.lua', "\x1bLJ\x02 not really bytecode");
-$gw->write('routes/secret.lua', 'ngx.say("secret")');
-chmod 0600, "$p/routes/secret.lua";
-symlink '/etc/hostname', "$p/routes/esc.lua" or die "symlink: $!";
-mkdir "$p/routes/dir.lua" or die "mkdir: $!";
-$gw->write('sandbox/hi.lua', 'ngx.say("hi")');
-$gw->write('sandbox/loop.lua', 'while true do end');
+replace_file("$routes/hello.lua", $hello);
+write_file("$routes/own404.lua", 'ngx.status = 404 ngx.say("no such thing")');
+write_file("$routes/forbid.lua", 'return ngx.exit(403)');
+write_file("$routes/boom.lua", 'error("kaboom at " .. ngx.var.uri)');
+write_file("$routes/bad.lua", "ngx.say('never'\n");
+write_file("$routes/mod.lua", 'ngx.say(require("shout").it("x"))');
+write_file("$lib/shout.lua",
+           'return { it = function(s) return s:upper() end }');
+write_file("$routes/bc.lua", "\x1bLJ\x02 not really bytecode");
+write_file("$routes/secret.lua", 'ngx.say("secret")');
+chmod 0600, "$routes/secret.lua";
+symlink '/etc/hostname', "$routes/esc.lua" or die "symlink: $!";
+mkdir "$routes/dir.lua" or die "mkdir: $!";
+write_file("$sandbox/hi.lua", 'ngx.say("hi")');
+write_file("$sandbox/loop.lua", 'while true do end');
 
 $gw->start;
 
@@ -68,7 +72,7 @@ my @mix = (
 
 for my $m (@mix) {
     my ($path, $status, $code) = @$m;
-    my $r = $gw->get($path);
+    my $r = $gw->request("GET $path HTTP/1.0\r\nHost: localhost\r\n\r\n");
 
     is($r->{status}, $status, "GET $path: $status");
     next unless $code;
@@ -122,13 +126,13 @@ histograms_ok($m, 'the mix');
 # /status: each route's file, and what the worker runs
 
 my $s = $gw->status;
-my ($worker) = $gw->worker_pids;
+my ($worker) = $gw->workers;
 my $h = $s->{routes}{routes}{hello};
 
 ok($h, '/status lists hello') or diag explain $s;
 is($h->{size}, length $hello, 'hello: size');
 is($h->{sha1}, sha1_hex($hello), 'hello: content hash');
-ok(abs($h->{mtime} - (stat "$p/routes/hello.lua")[9]) < 1, 'hello: mtime');
+ok(abs($h->{mtime} - (stat "$routes/hello.lua")[9]) < 1, 'hello: mtime');
 is_deeply([keys %{ $h->{workers} }], [$worker], 'hello: one worker');
 like($h->{workers}{$worker}{version}, qr/^\d+$/, 'hello: its version');
 is($h->{workers}{$worker}{serving_sha1}, sha1_hex($hello),
@@ -145,21 +149,21 @@ is_deeply($s->{routes}{sandbox}{loop}{budget_hits}, { instruction => 2 },
           'budget hits of the route');
 is_deeply($s->{sandbox_budget_hits}, { instruction => 2 },
           'budget hits of all routes');
-ok($gw->wait_until(sub { ($gw->status->{agent}{alive_at} // 0) > time - 5 },
-                   5), 'the agent is alive');
+ok(wait_until(5, sub { ($gw->status->{agent}{alive_at} // 0) > time - 5 }),
+   'the agent is alive');
 
 # ---------------------------------------------------------------------
 # edits: a new version, a broken one, a module
 
-$gw->write('routes/hello.lua', my $hello2 = 'ngx.say("v2 ", ngx.worker.pid())');
-like($gw->get('/lua/hello')->{body}, qr/^v2 /, 'the edit is served');
-$gw->write('routes/hello.lua', my $broken = 'ngx.say(');
-like($gw->get('/lua/hello')->{body}, qr/^v2 /,
-     'a broken edit leaves v2 serving');
-is($gw->get('/lua/mod')->{body}, "X\n", 'a route with a module');
-$gw->write('lib/shout.lua',
-           'return { it = function(s) return s:upper() .. "!" end }');
-is($gw->get('/lua/mod')->{body}, "X!\n", 'the module edit is served');
+replace_file("$routes/hello.lua",
+             my $hello2 = 'ngx.say("v2 ", ngx.worker.pid())');
+like(body('/lua/hello'), qr/^v2 /, 'the edit is served');
+replace_file("$routes/hello.lua", my $broken = 'ngx.say(');
+like(body('/lua/hello'), qr/^v2 /, 'a broken edit leaves v2 serving');
+is(body('/lua/mod'), 'X', 'a route with a module');
+replace_file("$lib/shout.lua",
+             'return { it = function(s) return s:upper() .. "!" end }');
+is(body('/lua/mod'), 'X!', 'the module edit is served');
 
 $want{'gateway_requests_total{tree="routes",route="hello",class="2xx"}'} += 2;
 $want{'gateway_requests_total{tree="routes",route="mod",class="2xx"}'} = 2;
@@ -193,39 +197,38 @@ $want{'gateway_rejections_total{tree="sandbox",reason="missing"}'} += $n;
 $m = $gw->metrics;
 counters_are($m, \%want, 'after the flood');
 is(join("\n", sort keys %$m), $series, 'the flood added no series');
-unlike($gw->get('/metrics', $gw->status_port)->{body}, qr/flood|x150/,
+unlike(body('/metrics', $gw->{status_port}), qr/flood|x150/,
        'no client name in /metrics');
-unlike($gw->get('/status', $gw->status_port)->{body}, qr/flood|x150/,
+unlike(body('/status', $gw->{status_port}), qr/flood|x150/,
        'no client name in /status');
 
 # ---------------------------------------------------------------------
 # the counters add up across workers and outlive them: the agent reloads
 # nginx with two workers, one is killed, both serve
 
-my $conf = ShippedGateway::slurp("$p/conf-src/nginx.conf");
+my $conf = $gw->{conf_text};
 $conf =~ s/^worker_processes\s+\@WORKERS\@;/worker_processes  2;/m
     or die "no worker_processes in conf/nginx.conf\n";
-$gw->write('conf-src/nginx.conf', $conf);
-ok($gw->wait_until(sub { my @w = $gw->worker_pids;
-                         @w == 2 && !grep { $_ == $worker } @w }, 15),
+$gw->set_conf($conf);
+ok(wait_until(15, sub { my @w = $gw->workers;
+                        @w == 2 && !grep { $_ == $worker } @w }),
    'the agent reloaded nginx with two workers');
 $want{'gateway_hot_reloads_total{kind="config"}'} = 1;
 counters_are($gw->metrics, \%want, 'after the reload');
 
-my ($victim) = $gw->worker_pids;
+my ($victim) = $gw->workers;
 kill 'KILL', $victim;
-ok($gw->wait_until(sub { my @w = $gw->worker_pids;
-                         @w == 2 && !grep { $_ == $victim } @w }, 10),
+ok(wait_until(10, sub { my @w = $gw->workers;
+                        @w == 2 && !grep { $_ == $victim } @w }),
    'the master replaced the killed worker');
 counters_are($gw->metrics, \%want, 'after a worker was killed');
 
-$gw->write('routes/hello.lua', $hello);
+replace_file("$routes/hello.lua", $hello);
 my %pids;
 my $sent = 0;
 while (keys %pids < 2 && $sent < 400) {
-    my $r = $gw->get('/lua/hello');
     $sent++;
-    $pids{$1}++ if $r->{body} =~ /^hello (\d+)$/;
+    $pids{$1}++ if body('/lua/hello') =~ /^hello (\d+)$/;
 }
 is(scalar keys %pids, 2, 'both workers served hello');
 $want{'gateway_requests_total{tree="routes",route="hello",class="2xx"}'}
@@ -238,7 +241,7 @@ is_deeply([sort keys %{ $gw->status->{routes}{routes}{hello}{workers} }],
 # ---------------------------------------------------------------------
 # a deleted route drops out
 
-unlink "$p/routes/own404.lua" or die "unlink: $!";
+unlink "$routes/own404.lua" or die "unlink: $!";
 delete $want{'gateway_requests_total{tree="routes",route="own404",class="4xx"}'};
 $m = $gw->metrics;
 counters_are($m, \%want, 'after a route was deleted');
@@ -250,9 +253,9 @@ ok(!$gw->status->{routes}{routes}{own404}, 'nor in /status');
 
 for my $raw ("GET /status HTTP/1.0\r\n\r\n",
              "GET /metrics HTTP/1.0\r\n\r\n",
-             "GET /status HTTP/1.1\r\nHost: 127.0.0.1:" . $gw->status_port
+             "GET /status HTTP/1.1\r\nHost: 127.0.0.1:" . $gw->{status_port}
              . "\r\nConnection: close\r\n\r\n",
-             "GET http://127.0.0.1:" . $gw->status_port
+             "GET http://127.0.0.1:" . $gw->{status_port}
              . "/metrics HTTP/1.1\r\nHost: localhost\r\n"
              . "Connection: close\r\n\r\n")
 {
@@ -262,16 +265,22 @@ for my $raw ("GET /status HTTP/1.0\r\n\r\n",
     unlike($r->{body}, qr/gateway_|routes/, "public listener: $line: "
                                             . "no report");
 }
-is_deeply([listen_addresses($gw->status_port)], ['127.0.0.1'],
+is_deeply([listen_addresses($gw->{status_port})], ['127.0.0.1'],
           'the status listener is bound to 127.0.0.1 only');
 
 my @alerts = grep { /\[(alert|crit|emerg)\]/ && !/exited on signal 9/ }
-             split /\n/, $gw->error_log;
+             split /\n/, $gw->read_log;
 is_deeply(\@alerts, [], 'no alert in the error log but the kill');
 
 $gw->stop;
 done_testing();
 
+
+# the body of GET $path, on the public port unless given
+sub body {
+    my ($path, $port) = @_;
+    return ($gw->get($path, $port))[1];
+}
 
 sub rejections {
     my ($tree, %n) = @_;
