@@ -118,6 +118,10 @@ my %want = (
     budgets(instruction => 2),
 );
 
+my $scrape = $gw->request("GET /metrics HTTP/1.0\r\n\r\n",
+                          $gw->{status_port});
+is($scrape->{headers}{'content-type'},
+   'text/plain; version=0.0.4; charset=utf-8', '/metrics: Prometheus text');
 my $m = $gw->metrics;
 counters_are($m, \%want, 'the mix');
 histograms_ok($m, 'the mix');
