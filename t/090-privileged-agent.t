@@ -151,9 +151,14 @@ sub wait_agent {
     return $agent;
 }
 
-# every agent process on the system, whatever its master
+# every agent process of this server root, whatever its master (an
+# orphan too): the ones holding its error.log, not other nginx instances
+# running on the machine at the same time
 sub all_agents {
-    return grep { title_of($_) eq $Title && TestGateway::alive($_) }
+    my $log = TestGateway::server_root() . '/logs/error.log';
+    return grep { title_of($_) eq $Title && TestGateway::alive($_)
+                  && grep { (readlink($_) // '') eq $log }
+                     glob "/proc/$_/fd/*" }
            map { m{^/proc/(\d+)$} } glob '/proc/[0-9]*';
 }
 
