@@ -24,6 +24,7 @@ all: $(BUILD)/nginx/sbin/nginx $(BUILD)/bin/route-check
 include gateway/build/nginx.mk
 include validators/build.mk
 include validators/fuzz/fuzz.mk
+include gateway/build/check.mk
 
 
 # running

@@ -1,9 +1,13 @@
 # The gateway as shipped: conf/nginx.conf rendered by gateway/bin/render-conf
 # and run by gateway/bin/gatewayctl, the way `make start` does it, against
-# a routes root of its own.
+# a routes root of its own.  In a checked run (t/TestChecked.pm) the
+# configuration is a copy of conf/ with the sanitizers' env directives.
 
 use strict;
 use warnings;
+
+use FindBin;
+use lib $FindBin::Bin;
 
 use Cwd qw(realpath);
 use File::Basename qw(dirname);
@@ -11,18 +15,37 @@ use File::Path qw(make_path remove_tree);
 use IO::Socket::INET;
 use Test::More;
 
+use TestChecked;
+
 my $top    = realpath(dirname(realpath(__FILE__)) . '/..');
 my $prefix = "$top/t/servroot-gateway";
 my $routes = "$prefix/routes";
 my $port   = $ENV{TEST_NGINX_GATEWAY_PORT} || 1986;
-my $nginx  = $ENV{TEST_NGINX_BINARY} || "$top/build/nginx/sbin/nginx";
+my $binary = $ENV{TEST_NGINX_BINARY} || "$top/build/nginx/sbin/nginx";
 
 remove_tree($prefix);
 my $lib    = "$prefix/lib";
 my $status_port = $port + 1;
 
-make_path("$routes/v1", $lib);
+make_path("$routes/v1", $lib, "$prefix/logs");
 chmod 0755, $prefix, $routes, "$routes/v1", $lib;
+
+my $nginx  = nginx_wrapper($prefix, "$prefix/logs", $binary);
+my $reports_before = report_files("$prefix/logs");
+
+my $conf   = "$top/conf";
+if (env_directives() ne '') {
+    $conf = "$prefix/conf-src";
+    make_path($conf);
+    for my $f (glob "$top/conf/*.conf") {
+        my $text = read_file($f);
+        $text = TestChecked::with_env_directives($text)
+            if $f =~ m{/nginx\.conf$};
+        open my $fh, '>', "$conf/" . (split m{/}, $f)[-1] or die "$f: $!";
+        print $fh $text;
+        close $fh;
+    }
+}
 
 write_file("$routes/hello.lua", 'ngx.say("hello from the shipped conf")');
 write_file("$routes/v1/time.lua", 'ngx.say("v1/time")');
@@ -32,7 +55,8 @@ write_file("$routes/loud.lua",
            'ngx.say(require("shout").it("hello"))');
 
 my %env = (NGINX_BIN => $nginx, PREFIX => $prefix, PORT => $port,
-           STATUS_PORT => $status_port, ROUTES => $routes, LIB => $lib);
+           STATUS_PORT => $status_port, ROUTES => $routes, LIB => $lib,
+           CONF => $conf);
 
 sub gatewayctl {
     my ($cmd) = @_;
@@ -126,6 +150,14 @@ unlike($log, qr/\[(error|crit|alert|emerg)\]/, 'no error lines in the log');
 is($rc, 0, 'gatewayctl stop') or diag($out);
 ok(!-e "$prefix/logs/nginx.pid" || !kill(0, pid()), 'nginx is gone');
 
+if (env_directives() ne '' || $TestChecked::Valgrind) {
+    my $now = report_files("$prefix/logs");
+    my @new = grep { ($reports_before->{$_} // 0) != $now->{$_} }
+              sort keys %$now;
+    ok(!@new, 'no valgrind or sanitizer report')
+        or diag(join '', map { "==> $_ <==\n" . read_file($_) } @new);
+}
+
 done_testing();
 
 
@@ -133,7 +165,8 @@ sub request {
     my ($raw, $to) = @_;
 
     $to //= $port;
-    my $s = IO::Socket::INET->new(PeerAddr => "127.0.0.1:$to", Timeout => 5)
+    my $s = IO::Socket::INET->new(PeerAddr => "127.0.0.1:$to",
+                                  Timeout => slow(5))
         or return (0, "connect: $!");
     print $s $raw;
     local $/;

@@ -99,13 +99,10 @@ sub slurp_file {
     return scalar <$fh>;
 }
 
-# the process title: nginx overwrites argv, the rest is NUL padding
+# the process title: nginx overwrites argv (under valgrind, see
+# t/TestChecked.pm)
 sub title_of {
-    my $pid = shift;
-    my $cmdline = slurp_file("/proc/$pid/cmdline") // '';
-    $cmdline =~ s/\0.*//s;
-    $cmdline =~ s/\s+\z//;
-    return $cmdline;
+    return TestChecked::process_title(shift);
 }
 
 # "real effective saved fs" of Uid: or Gid: in /proc/<pid>/status

@@ -12,6 +12,9 @@
 use strict;
 use warnings;
 
+use FindBin;
+use lib $FindBin::Bin;
+
 use Cwd qw(realpath);
 use File::Basename qw(dirname);
 use File::Copy qw(copy);
@@ -21,6 +24,8 @@ use JSON::PP qw(decode_json);
 use Test::More;
 use Time::HiRes qw(sleep time);
 
+use TestChecked;
+
 my $top    = realpath(dirname(realpath(__FILE__)) . '/..');
 my $base   = "$top/t/servroot-agent";
 my $prefix = "$base/run";
@@ -29,7 +34,7 @@ my $routes = "$base/routes";
 my $lib    = "$base/lib";
 my $port   = $ENV{TEST_NGINX_AGENT_PORT} || 1990;
 my $status_port = $port + 1;
-my $nginx  = $ENV{TEST_NGINX_BINARY} || "$top/build/nginx/sbin/nginx";
+my $binary = $ENV{TEST_NGINX_BINARY} || "$top/build/nginx/sbin/nginx";
 my $conf   = "$src/nginx.conf";
 my $log    = "$prefix/logs/error.log";
 
@@ -37,8 +42,10 @@ my $Agent  = 'nginx: privileged agent process';
 my $Worker = 'nginx: worker process';
 
 remove_tree($base);
-make_path($src, $routes, $lib, $prefix);
+make_path($src, $routes, $lib, "$prefix/logs");
 chmod 0755, $base, $src, $routes, $lib, $prefix;
+my $nginx  = nginx_wrapper($base, "$prefix/logs", $binary);
+my $reports_before = report_files("$prefix/logs");
 
 for my $f (glob "$top/conf/*.conf") {
     copy($f, $src) or die "copy $f: $!";
@@ -48,6 +55,7 @@ $shipped =~ s{^(error_log\s+logs/error\.log)\s*;}{$1 notice;}m
     or die "no 'error_log logs/error.log;' line in conf/nginx.conf\n";
 $shipped =~ m{^(\s*listen\s+127\.0\.0\.1:\@PORT\@;\n)}m
     or die "no 'listen 127.0.0.1:\@PORT\@;' line in conf/nginx.conf\n";
+$shipped = TestChecked::with_env_directives($shipped);
 write_file($conf, $shipped);
 
 write_file("$routes/hello.lua", 'ngx.say("hello")');
@@ -129,7 +137,7 @@ ok(wait_until(10, sub {
        my $t = status()->{agent}{last_test};
        $t && !$t->{ok};
    }), '/status: agent.last_test.ok turns false');
-sleep 3 - (time - $t0) if time - $t0 < 3;
+sleep slow(3) - (time - $t0) if time - $t0 < slow(3);
 
 ($got, $body) = request('/lua/hello');
 is("$got $body", '200 hello', 'the old configuration still serves /lua/hello');
@@ -149,7 +157,7 @@ like(read_log($from), qr/is refused.*bogus_directive/s,
 
 # the same broken file written again: the same failure, not logged again
 set_check('v2', 'bogus_directive on;');
-sleep 2;
+sleep slow(2);
 is(refused($from), 1, 'a second write of the same broken file: still once');
 is(pid(), $master, 'the master is the same');
 is(join(' ', workers($master)), join(' ', @before), 'the workers are the same');
@@ -188,7 +196,7 @@ ok(wait_until(10, sub {
        join(' ', request('/agent-check')) eq '200 v4-20';
    }), 'the last write is live: /agent-check answers v4-20');
 # any late second reload would come 0.5-0.7 s after the first
-my $until = time + 2;
+my $until = time + slow(2);
 while (time < $until) {
     $gen_pids{$_} = 1 for workers($master);
     sleep 0.05;
@@ -247,6 +255,14 @@ ok(wait_until(10, sub { !grep { alive($_) } keys %seen }),
    'no process left after stop')
     or diag('left: ' . join(' ', grep { alive($_) } keys %seen));
 
+if (env_directives() ne '' || $TestChecked::Valgrind) {
+    my $now = report_files("$prefix/logs");
+    my @new = grep { ($reports_before->{$_} // 0) != $now->{$_} }
+              sort keys %$now;
+    ok(!@new, 'no valgrind or sanitizer report')
+        or diag(join '', map { "==> $_ <==\n" . read_file($_) } @new);
+}
+
 done_testing();
 
 
@@ -285,7 +301,7 @@ sub set_check {
 sub request {
     my ($path, $to) = @_;
     my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1:' . ($to // $port),
-                                  Timeout => 2)
+                                  Timeout => slow(2))
         or return (0, "connect: $!");
     print $s "GET $path HTTP/1.0\r\nHost: localhost\r\n\r\n";
     local $/;
@@ -334,7 +350,7 @@ sub reloads {
 
 sub wait_until {
     my ($secs, $cond) = @_;
-    my $deadline = time + $secs;
+    my $deadline = time + slow($secs);
     while (1) {
         return 1 if $cond->();
         return 0 if time > $deadline;
@@ -362,12 +378,10 @@ sub child_pids {
     return sort { $a <=> $b } @kids;
 }
 
-# the process title: nginx overwrites argv, the rest is NUL padding
+# the process title: nginx overwrites argv (under valgrind, see
+# t/TestChecked.pm)
 sub title_of {
-    my $cmdline = read_file("/proc/$_[0]/cmdline");
-    $cmdline =~ s/\0.*//s;
-    $cmdline =~ s/\s+\z//;
-    return $cmdline;
+    return process_title($_[0]);
 }
 
 # "real effective saved fs" of Uid: or Gid: in /proc/<pid>/status

@@ -1,0 +1,191 @@
+package TestChecked;
+
+# What a checked run changes in the tests: nginx built with AddressSanitizer
+# and UndefinedBehaviorSanitizer (make test-asan), or run under valgrind's
+# memcheck (make test-valgrind).  Used by t/TestGateway.pm and by the test
+# files that start the shipped configuration with gateway/bin/gatewayctl.
+#
+#   TEST_NGINX_USE_VALGRIND=1  nginx (and the "nginx -t" of the harness)
+#                              runs under valgrind; each process writes
+#                              DIR/valgrind.<pid>, DIR given by the caller
+#   ASAN_OPTIONS, UBSAN_OPTIONS
+#                              a sanitized nginx: kept for the workers and
+#                              the privileged agent (env directives), and
+#                              their log_path files are the reports
+#   TEST_NGINX_SLOWDOWN        factor for every timeout and wait of the
+#                              tests: 20 under valgrind, 2 with a
+#                              sanitizer, 1 otherwise unless given
+#
+# A report is a non-empty file: valgrind runs with -q, so that its log
+# holds errors only, and the sanitizers create theirs when they report.
+
+use strict;
+use warnings;
+
+use base 'Exporter';
+our @EXPORT = qw(slow env_directives nginx_command nginx_wrapper
+                 report_files process_title);
+
+my $RepoRoot = do {
+    require Cwd;
+    require File::Basename;
+    Cwd::realpath(File::Basename::dirname(Cwd::realpath(__FILE__)) . '/..');
+};
+
+my @SanitizerVars = qw(ASAN_OPTIONS UBSAN_OPTIONS);
+
+our $Valgrind = $ENV{TEST_NGINX_USE_VALGRIND} ? 1 : 0;
+my $Sanitized = grep { defined $ENV{$_} } @SanitizerVars;
+
+our $Slowdown = $ENV{TEST_NGINX_SLOWDOWN}
+                || ($Valgrind ? 20 : $Sanitized ? 2 : 1);
+
+# configurations may use $TEST_NGINX_SLOWDOWN (e.g. a sandbox's time budget)
+$ENV{TEST_NGINX_SLOWDOWN} = $Slowdown;
+
+
+sub slow ($) {
+    return $_[0] * $Slowdown;
+}
+
+
+# nginx clears the environment of its workers (and of the privileged agent,
+# whose "nginx -t" would then run with the sanitizers' defaults: leak
+# checking on, reports on stderr), unless the configuration keeps a
+# variable with "env".  Only the variables that are set are named, so a
+# plain run gets the same configuration as before.
+sub env_directives () {
+    return join '', map { "env $_;\n" } grep { defined $ENV{$_} }
+                                        @SanitizerVars;
+}
+
+
+# The command that runs nginx with @args: under valgrind, valgrind's
+# command line first, writing $logdir/valgrind.<pid> (forked workers get
+# their own file; the files are opened before the workers leave root).
+sub nginx_command {
+    my ($logdir, $binary, @args) = @_;
+    return ($binary, @args) unless $Valgrind;
+    return ('valgrind', '--tool=memcheck', '-q', '--num-callers=50',
+            '--error-limit=no', '--leak-check=full',
+            '--show-leak-kinds=definite', '--errors-for-leak-kinds=definite',
+            "--suppressions=$RepoRoot/t/valgrind.supp",
+            '--gen-suppressions=all',
+            "--log-file=$logdir/valgrind.%p",
+            $binary, @args);
+}
+
+
+# env_directives() at the top of a configuration file's text
+sub with_env_directives {
+    my $conf = shift;
+    return env_directives() . $conf;
+}
+
+
+# For gateway/bin/gatewayctl, which runs NGINX_BIN: under valgrind a
+# script in $dir that runs the binary the way nginx_command() does;
+# otherwise the binary itself.
+sub nginx_wrapper {
+    my ($dir, $logdir, $binary) = @_;
+    return $binary unless $Valgrind;
+
+    my $path = "$dir/nginx-valgrind";
+    my $cmd = join ' ', map { "'$_'" } nginx_command($logdir, $binary);
+    open my $fh, '>', $path or die "$path: $!\n";
+    print $fh "#!/bin/sh\nexec $cmd \"\$\@\"\n";
+    close $fh or die "$path: $!\n";
+    chmod 0755, $path;
+    return $path;
+}
+
+
+# The non-empty report files: the sanitizers' (log_path=X writes X.<pid>)
+# and valgrind's in @dirs.  Returns { path => size }, so that a caller
+# can tell new reports from those it saw before.
+sub report_files {
+    my @dirs = @_;
+    my @globs = map { "$_/valgrind.*" } @dirs;
+
+    for my $var (@SanitizerVars) {
+        my ($path) = ($ENV{$var} // '') =~ /(?:^|:)log_path=([^:]+)/;
+        push @globs, "$path.*" if defined $path;
+    }
+
+    my %files;
+    for my $f (map { glob } @globs) {
+        my $size = -s $f;
+        $files{$f} = $size if $size;
+    }
+    return \%files;
+}
+
+
+# nginx's process title ("nginx: worker process"), which nginx writes over
+# its argv.  Under valgrind that is the client's copy of argv, and /proc
+# shows valgrind's command line instead; there the title is told from
+# what the process does: a child of a valgrind'ed nginx that keeps its
+# parent's user (root) and holds no listening socket is the privileged
+# agent, one that holds them (or runs as another user: nobody) a worker,
+# one that holds none but runs as nobody a worker shutting down.
+sub process_title {
+    my $pid = shift;
+    my $cmdline = slurp("/proc/$pid/cmdline");
+    (my $title = $cmdline) =~ s/\0.*//s;
+    $title =~ s/\s+\z//;
+    return $title unless $Valgrind && under_valgrind($cmdline);
+
+    my ($ppid) = slurp("/proc/$pid/stat") =~ /\) \S+ (\d+) /;
+    return 'nginx: master process'
+        unless $ppid && under_valgrind(slurp("/proc/$ppid/cmdline"));
+
+    my $listens = listening_sockets($pid);
+    my $same_user = uid_of($pid) eq uid_of($ppid);
+    return 'nginx: privileged agent process' if $same_user && !$listens;
+    return 'nginx: worker process' if $listens;
+    return 'nginx: worker process is shutting down';
+}
+
+sub under_valgrind {
+    my $cmdline = shift;
+    return $cmdline =~ m{^[^\0]*(?:valgrind|memcheck)[^\0]*\0}
+           && $cmdline =~ m{\0-p\0};
+}
+
+sub uid_of {
+    my $pid = shift;
+    return slurp("/proc/$pid/status") =~ /^Uid:\s+(\d+)/m ? $1 : '?';
+}
+
+# how many listening TCP or unix sockets $pid holds
+sub listening_sockets {
+    my $pid = shift;
+    my %listening;
+    for my $f ('/proc/net/tcp', '/proc/net/tcp6') {
+        for (split /\n/, slurp($f)) {
+            my @f = split ' ';
+            $listening{$f[9]} = 1 if @f > 9 && $f[3] eq '0A';
+        }
+    }
+    for (split /\n/, slurp('/proc/net/unix')) {
+        my @f = split ' ';
+        $listening{$f[6]} = 1 if @f > 6 && $f[3] =~ /^0*10000$/;
+    }
+
+    my $n = 0;
+    for my $fd (glob "/proc/$pid/fd/*") {
+        my $target = readlink $fd // next;
+        $n++ if $target =~ /^socket:\[(\d+)\]$/ && $listening{$1};
+    }
+    return $n;
+}
+
+sub slurp {
+    my $path = shift;
+    open my $fh, '<:raw', $path or return '';
+    local $/;
+    return scalar(<$fh>) // '';
+}
+
+
+1;
