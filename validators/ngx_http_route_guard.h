@@ -35,7 +35,8 @@ typedef struct ngx_http_route_guard_cache_s  ngx_http_route_guard_cache_t;
 
 
 typedef struct {
-    ngx_str_t                       path;   /* realpath, no trailing "/" */
+    ngx_str_t                       path;   /* realpath, no trailing "/",
+                                               NUL-terminated */
     ngx_fd_t                        fd;     /* O_PATH directory */
 
     /* per worker; NULL where the cache is off or could not start */

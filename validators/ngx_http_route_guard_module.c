@@ -867,13 +867,15 @@ ngx_http_route_guard_root(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         return NGX_CONF_ERROR;
     }
 
+    /* NUL-terminated: the cache hands it to inotify_add_watch() */
+
     root->path.len = ngx_strlen(real);
-    root->path.data = ngx_pnalloc(cf->pool, root->path.len);
+    root->path.data = ngx_pnalloc(cf->pool, root->path.len + 1);
     if (root->path.data == NULL) {
         return NGX_CONF_ERROR;
     }
 
-    ngx_memcpy(root->path.data, real, root->path.len);
+    ngx_memcpy(root->path.data, real, root->path.len + 1);
 
     /* "/" as the root would make every path "//name.lua"; refuse it */
 
