@@ -18,6 +18,8 @@ use FindBin;
 use lib $FindBin::Bin;
 use TestGateway;
 
+use Cwd ();
+
 my $http_config = <<'_EOC_';
     lua_shared_dict agent 1m;
 
@@ -148,10 +150,19 @@ sub wait_agent {
     return $agent;
 }
 
-# every agent process on the system, whatever its master
+# every agent process of our nginx binary, whatever its master (others
+# may run their own nginx on this machine); under valgrind, whose
+# command line names our server root
 sub all_agents {
-    return grep { title_of($_) eq $Title && TestGateway::alive($_) }
-           map { m{^/proc/(\d+)$} } glob '/proc/[0-9]*';
+    my $binary = Cwd::realpath($ENV{TEST_NGINX_BINARY}
+                               || "$FindBin::Bin/../build/nginx/sbin/nginx");
+    my $root = TestGateway::server_root();
+    return grep {
+               my $exe = readlink("/proc/$_/exe") // '';
+               ($exe eq $binary
+                || (slurp_file("/proc/$_/cmdline") // '') =~ /\Q$root\E/)
+               && title_of($_) eq $Title && TestGateway::alive($_)
+           } map { m{^/proc/(\d+)$} } glob '/proc/[0-9]*';
 }
 
 # inodes of the listening sockets: TCP state 0A, unix flag __SO_ACCEPTCON

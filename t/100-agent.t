@@ -46,6 +46,7 @@ make_path($src, $routes, $lib, "$prefix/logs");
 chmod 0755, $base, $src, $routes, $lib, $prefix;
 my $nginx  = nginx_wrapper($base, "$prefix/logs", $binary);
 my $reports_before = report_files("$prefix/logs");
+my @outputs;        # of gatewayctl, for sanitizer reports
 
 for my $f (glob "$top/conf/*.conf") {
     copy($f, $src) or die "copy $f: $!";
@@ -255,13 +256,10 @@ ok(wait_until(10, sub { !grep { alive($_) } keys %seen }),
    'no process left after stop')
     or diag('left: ' . join(' ', grep { alive($_) } keys %seen));
 
-if (env_directives() ne '' || $TestChecked::Valgrind) {
-    my $now = report_files("$prefix/logs");
-    my @new = grep { ($reports_before->{$_} // 0) != $now->{$_} }
-              sort keys %$now;
-    ok(!@new, 'no valgrind or sanitizer report')
-        or diag(join '', map { "==> $_ <==\n" . read_file($_) } @new);
-}
+no_reports_ok('no valgrind or sanitizer report', $reports_before,
+              ["$prefix/logs"], read_file("$prefix/logs/error.log"),
+              @outputs)
+    if checked();
 
 done_testing();
 
@@ -272,6 +270,7 @@ sub gatewayctl {
     my ($cmd) = @_;
     local @ENV{keys %env} = values %env;
     my $out = `cd $top && gateway/bin/gatewayctl $cmd 2>&1`;
+    push @outputs, $out;
     return ($? >> 8, $out);
 }
 

@@ -9,22 +9,26 @@ package TestChecked;
 #                              runs under valgrind; each process writes
 #                              DIR/valgrind.<pid>, DIR given by the caller
 #   ASAN_OPTIONS, UBSAN_OPTIONS
-#                              a sanitized nginx: kept for the workers and
-#                              the privileged agent (env directives), and
-#                              their log_path files are the reports
+#                              a sanitized nginx: the options are kept for
+#                              the workers and the privileged agent (env
+#                              directives)
 #   TEST_NGINX_SLOWDOWN        factor for every timeout and wait of the
 #                              tests: 20 under valgrind, 2 with a
 #                              sanitizer, 1 otherwise unless given
 #
-# A report is a non-empty file: valgrind runs with -q, so that its log
-# holds errors only, and the sanitizers create theirs when they report.
+# A valgrind report is a non-empty log file (valgrind runs with -q, so
+# that its log holds errors only).  The sanitizers report on stderr,
+# which is the error log of a running nginx and the output of "nginx -t";
+# no_reports_ok() looks for both.
 
 use strict;
 use warnings;
 
+use Test::More ();
+
 use base 'Exporter';
-our @EXPORT = qw(slow env_directives nginx_command nginx_wrapper
-                 report_files process_title);
+our @EXPORT = qw(slow checked env_directives nginx_command nginx_wrapper
+                 report_files no_reports_ok process_title);
 
 my $RepoRoot = do {
     require Cwd;
@@ -46,6 +50,12 @@ $ENV{TEST_NGINX_SLOWDOWN} = $Slowdown;
 
 sub slow ($) {
     return $_[0] * $Slowdown;
+}
+
+
+# a run that checks for reports: valgrind, or a sanitized nginx
+sub checked () {
+    return $Valgrind || $Sanitized;
 }
 
 
@@ -100,24 +110,44 @@ sub nginx_wrapper {
 }
 
 
-# The non-empty report files: the sanitizers' (log_path=X writes X.<pid>)
-# and valgrind's in @dirs.  Returns { path => size }, so that a caller
-# can tell new reports from those it saw before.
+# The non-empty valgrind logs in @dirs, as { path => size }, so that a
+# caller can tell new reports from those it saw before.
 sub report_files {
     my @dirs = @_;
-    my @globs = map { "$_/valgrind.*" } @dirs;
-
-    for my $var (@SanitizerVars) {
-        my ($path) = ($ENV{$var} // '') =~ /(?:^|:)log_path=([^:]+)/;
-        push @globs, "$path.*" if defined $path;
-    }
-
     my %files;
-    for my $f (map { glob } @globs) {
+    for my $f (map { glob "$_/valgrind.*" } @dirs) {
         my $size = -s $f;
         $files{$f} = $size if $size;
     }
     return \%files;
+}
+
+
+# the first line of each ASan or UBSan report in $text
+my $SanitizerReport = qr{runtime\ error:\ |==\d+==ERROR:\ \w+Sanitizer
+                         |\w+Sanitizer:DEADLYSIGNAL}x;
+
+sub sanitizer_reports {
+    my $text = shift;
+    return grep { /$SanitizerReport/ } split /\n/, $text;
+}
+
+
+# One check: no valgrind log in @$dirs is new or has grown since $before
+# (report_files()), and no sanitizer report is in @texts (error logs,
+# outputs of nginx -t); what there is goes to the diagnostics.
+sub no_reports_ok {
+    my ($name, $before, $dirs, @texts) = @_;
+    my $now = report_files(@$dirs);
+    my @new = grep { ($before->{$_} // 0) != $now->{$_} } sort keys %$now;
+    my @lines = map { sanitizer_reports($_) } @texts;
+
+    my $tb = Test::More->builder;
+    $tb->ok(!@new && !@lines, $name) and return 1;
+
+    $tb->diag("sanitizer report: $_") for @lines;
+    $tb->diag("==> $_ <==\n" . slurp($_)) for @new;
+    return 0;
 }
 
 

@@ -85,7 +85,7 @@ my $HtmlDir  = "$ServRoot/html";
 my $Port     = $ENV{TEST_NGINX_SERVER_PORT} || 1984;
 my $Binary   = $ENV{TEST_NGINX_BINARY} || "$RepoRoot/build/nginx/sbin/nginx";
 my $UseHup   = $ENV{TEST_NGINX_USE_HUP};
-my $Checked  = $TestChecked::Valgrind || env_directives() ne '';
+my $Checked  = checked();
 
 # Exported so that config sections and "eval" sections can use them; eval
 # sections are evaluated when the blocks are parsed, so set them now.
@@ -108,8 +108,10 @@ my @ExemptRanges;
 # every nginx pid seen, to prove at the end that none is left behind
 my %SeenPids;
 
-# the report files there were before this file ran (checked runs)
+# checked runs: the valgrind logs there were before this file ran, and
+# what each "nginx -t" printed
 my $ReportsBefore;
+my @CommandOutputs;
 
 my %KnownSections = map { $_ => 1 } qw(
     main_config http_config config user_files init setup
@@ -636,6 +638,7 @@ sub run_command {
         waitpid $pid, 0;
     }
 
+    push @CommandOutputs, slurp($out) if $Checked;
     return ($rc, slurp($out));
 }
 
@@ -965,14 +968,11 @@ sub check_no_leftovers {
 }
 
 
-# valgrind writes a process's report when it exits: after stop_nginx()
+# valgrind writes a process's report when it exits: after stop_nginx();
+# the whole error log, with the ranges where [alert] was allowed
 sub check_reports {
-    my $now = report_files("$ServRoot/logs");
-    my @new = grep { ($ReportsBefore->{$_} // 0) != $now->{$_} }
-              sort keys %$now;
-
-    ok(!@new, "$0: no valgrind or sanitizer report")
-        or diag(join '', map { "==> $_ <==\n" . slurp($_) } @new);
+    no_reports_ok("$0: no valgrind or sanitizer report", $ReportsBefore,
+                  ["$ServRoot/logs"], read_log(0), @CommandOutputs);
 }
 
 

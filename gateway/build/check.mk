@@ -6,10 +6,9 @@
 #   make test-valgrind   t/ with nginx under valgrind's memcheck
 #
 #   $(BUILD)/asan/               the sanitized nginx (objs/, nginx/)
-#   $(BUILD)/asan/reports/       what the sanitizers report, one file per
-#                                process (log_path); empty when clean
 #   $(BUILD)/valgrind/src/       Debian's luajit2 source package
-#   $(BUILD)/valgrind/luajit/    LuaJIT2 built from it for memcheck
+#   $(BUILD)/valgrind/luajit/    LuaJIT2 built from it for memcheck,
+#                                installed there as if in /usr
 #   $(BUILD)/valgrind/           the nginx linked to that LuaJIT
 #
 # Both builds share Debian's unpacked sources with the main build
@@ -18,26 +17,35 @@
 
 ASAN_BUILD    := $(BUILD)/asan
 ASAN_NGINX    := $(ASAN_BUILD)/nginx/sbin/nginx
-ASAN_REPORTS  := $(abspath $(ASAN_BUILD))/reports
 
 ASAN_CC_OPT   := -fsanitize=address,undefined -fno-omit-frame-pointer -O1 -g
 ASAN_LD_OPT   := -fsanitize=address,undefined
 
 # Leak checking is valgrind's job here (make test-valgrind), as in
 # OpenResty's own test runs: nginx leaves memory to exit() on purpose
-# (the master's configuration cycle, "nginx -t", a worker that exits
-# with a fatal error), so LeakSanitizer would report at every exit and
-# turn "nginx -t" into a failure (its exit status 23).  UBSan goes on
-# after a report; the report file is what fails the run.
-ASAN_OPTS     := detect_leaks=0:log_path=$(ASAN_REPORTS)/asan
-UBSAN_OPTS    := print_stacktrace=1:log_path=$(ASAN_REPORTS)/ubsan
+# (the configuration cycle of "nginx -t", a process that exits on a
+# fatal error), so LeakSanitizer would report at every such exit and
+# turn "nginx -t" into a failure (its exit status 23).
+#
+# Reports go to stderr, which is the error log in a running nginx and
+# the output of "nginx -t" (the agent logs it when the test fails; with
+# gcc's runtimes UBSan has no log_path of its own).  UBSan stops at its
+# first report like ASan, so that a report in the agent's "nginx -t"
+# fails the test and is logged.  t/TestChecked.pm finds the reports;
+# t/ubsan.supp says which ones are not ours.
+ASAN_OPTS     := detect_leaks=0
+UBSAN_SUPP    := $(abspath t/ubsan.supp)
+UBSAN_OPTS    := print_stacktrace=1:halt_on_error=1:suppressions=$(UBSAN_SUPP)
 
 VG_BUILD      := $(BUILD)/valgrind
 VG_NGINX      := $(VG_BUILD)/nginx/sbin/nginx
 VG_LUAJIT_VERSION := 2.1-20230119
 VG_LUAJIT_SRC := $(VG_BUILD)/src/luajit2-$(VG_LUAJIT_VERSION)
 VG_LUAJIT     := $(abspath $(VG_BUILD))/luajit
-VG_LUAJIT_LIB := $(VG_LUAJIT)/lib/libluajit-5.1.so
+VG_MULTIARCH  := $(shell dpkg-architecture -qDEB_HOST_MULTIARCH 2>/dev/null)
+VG_LUAJIT_INC := $(VG_LUAJIT)/usr/include/luajit-2.1
+VG_LUAJIT_DIR := $(VG_LUAJIT)/usr/lib/$(VG_MULTIARCH)
+VG_LUAJIT_LIB := $(VG_LUAJIT_DIR)/libluajit-5.1.so
 
 # LuaJIT for memcheck, as its own Makefile says: the system allocator
 # (its own allocator hands out memory memcheck cannot see, and reads
@@ -63,38 +71,39 @@ asan: $(SRC)/versions
 	    NGX_EXTRA_LD_OPT='$(ASAN_LD_OPT)' $(ASAN_NGINX)
 
 valgrind: $(SRC)/versions $(VG_LUAJIT_LIB)
-	LUAJIT_INC=$(VG_LUAJIT)/include/luajit-2.1 \
-	LUAJIT_LIB=$(VG_LUAJIT)/lib \
+	LUAJIT_INC=$(VG_LUAJIT_INC) LUAJIT_LIB=$(VG_LUAJIT_DIR) \
 	$(MAKE) BUILD=$(VG_BUILD) SRC=$(SRC) \
-	    NGX_EXTRA_LD_OPT='-Wl,-rpath,$(VG_LUAJIT)/lib' $(VG_NGINX)
+	    NGX_EXTRA_LD_OPT='-Wl,-rpath,$(VG_LUAJIT_DIR)' $(VG_NGINX)
 
 $(VG_BUILD)/src/versions: gateway/build/fetch-sources | $(VG_DEPS)
 	gateway/build/fetch-sources $(VG_BUILD)/src \
 	    luajit2 $(VG_LUAJIT_VERSION)
 
-# Debian's build (debian/rules: "make amalg"), with debug information
-# and the flags above; our make's variables stay out of LuaJIT's.
+# Debian's build (debian/rules: "make amalg" with PREFIX=/usr, so that
+# Lua modules are found where Debian's packages put them), with debug
+# information and the flags above, installed under $(VG_LUAJIT); our
+# make's variables stay out of LuaJIT's.
 $(VG_LUAJIT_LIB): $(VG_BUILD)/src/versions
 	cd $(VG_LUAJIT_SRC) && env -u MAKEFLAGS -u MAKELEVEL sh -c '\
 	    make clean >/dev/null && \
-	    make amalg PREFIX=$(VG_LUAJIT) CCDEBUG=-g \
+	    make amalg PREFIX=/usr MULTILIB=lib/$(VG_MULTIARCH) CCDEBUG=-g \
 	        XCFLAGS="$(VG_LUAJIT_CFLAGS)" Q= E=@: && \
-	    make install PREFIX=$(VG_LUAJIT) LDCONFIG=true' \
+	    rm -rf $(VG_LUAJIT) && \
+	    make install PREFIX=/usr MULTILIB=lib/$(VG_MULTIARCH) \
+	        DESTDIR=$(VG_LUAJIT) LDCONFIG=true' \
 	    > $(abspath $(VG_BUILD))/luajit.log 2>&1 \
 	    || { tail -30 $(VG_BUILD)/luajit.log; exit 1; }
 
 
-# The run: the whole suite, then whatever the per-process report files
-# say (the harness checks them after each test file too).
+# The runs: the whole suite; each test file ends with a check that its
+# nginx processes reported nothing (t/TestChecked.pm).  Options given in
+# the environment come after ours, so they win.
 
 test-asan: asan
-	@rm -rf $(ASAN_REPORTS) && mkdir -p $(ASAN_REPORTS) \
-	    && chmod 1777 $(ASAN_REPORTS)
 	TEST_NGINX_BINARY=$(abspath $(ASAN_NGINX)) \
 	ASAN_OPTIONS="$(ASAN_OPTS)$${ASAN_OPTIONS:+:$$ASAN_OPTIONS}" \
 	UBSAN_OPTIONS="$(UBSAN_OPTS)$${UBSAN_OPTIONS:+:$$UBSAN_OPTIONS}" \
-	    prove -r t/; rc=$$?; \
-	gateway/build/check-reports $(ASAN_REPORTS) && exit $$rc
+	    prove -r t/
 
 test-valgrind: valgrind
 	TEST_NGINX_BINARY=$(abspath $(VG_NGINX)) TEST_NGINX_USE_VALGRIND=1 \
