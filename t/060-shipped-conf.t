@@ -18,7 +18,7 @@ use Test::More;
 use TestChecked;
 
 my $top    = realpath(dirname(realpath(__FILE__)) . '/..');
-my $prefix = "$top/t/servroot-gateway";
+my $prefix = ($ENV{TEST_NGINX_SERVROOT} || "$top/t/servroot") . '-gateway';
 my $routes = "$prefix/routes";
 my $port   = $ENV{TEST_NGINX_GATEWAY_PORT} || 1986;
 my $binary = $ENV{TEST_NGINX_BINARY} || "$top/build/nginx/sbin/nginx";

@@ -27,7 +27,7 @@ use Time::HiRes qw(sleep time);
 use TestChecked;
 
 my $top    = realpath(dirname(realpath(__FILE__)) . '/..');
-my $base   = "$top/t/servroot-agent";
+my $base   = ($ENV{TEST_NGINX_SERVROOT} || "$top/t/servroot") . '-agent';
 my $prefix = "$base/run";
 my $src    = "$base/conf-src";
 my $routes = "$base/routes";

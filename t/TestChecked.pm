@@ -123,8 +123,10 @@ sub report_files {
 }
 
 
-# the first line of each ASan or UBSan report in $text
-my $SanitizerReport = qr{runtime\ error:\ |==\d+==ERROR:\ \w+Sanitizer
+# the first line of each ASan or UBSan report in $text (UBSan names the
+# source position: lua-nginx-module logs Lua errors as "runtime error")
+my $SanitizerReport = qr{\S+:\d+:\d+:\ runtime\ error:\ 
+                         |==\d+==ERROR:\ \w+Sanitizer
                          |\w+Sanitizer:DEADLYSIGNAL}x;
 
 sub sanitizer_reports {

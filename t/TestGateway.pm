@@ -53,6 +53,8 @@ package TestGateway;
 #   TEST_NGINX_BINARY        nginx to run (default: build/nginx/sbin/nginx)
 #   TEST_NGINX_LOAD_MODULES  space-separated .so paths to load_module
 #   TEST_NGINX_SERVER_PORT   port to listen on (default 1984)
+#   TEST_NGINX_SERVROOT      the server root (default t/servroot; t/060
+#                            and t/100 add -gateway and -agent to it)
 #   TEST_NGINX_USE_HUP       reload with HUP between blocks, not restart
 #   TEST_NGINX_LUA_PACKAGE_PATH  default lua_package_path
 #   TEST_NGINX_USE_VALGRIND  run nginx under valgrind (t/TestChecked.pm)
@@ -80,7 +82,7 @@ our @EXPORT = qw(run_tests workers log_level add_block_preprocessor
                  verdict both_workers spread);
 
 my $RepoRoot = realpath(dirname(realpath(__FILE__)) . '/..');
-my $ServRoot = "$RepoRoot/t/servroot";
+my $ServRoot = $ENV{TEST_NGINX_SERVROOT} || "$RepoRoot/t/servroot";
 my $HtmlDir  = "$ServRoot/html";
 my $Port     = $ENV{TEST_NGINX_SERVER_PORT} || 1984;
 my $Binary   = $ENV{TEST_NGINX_BINARY} || "$RepoRoot/build/nginx/sbin/nginx";
