@@ -8,6 +8,7 @@ package TestChecked;
 #   TEST_NGINX_USE_VALGRIND=1  nginx (and the "nginx -t" of the harness)
 #                              runs under valgrind; each process writes
 #                              DIR/valgrind.<pid>, DIR given by the caller
+#   TEST_NGINX_VALGRIND        the valgrind to run (default: valgrind)
 #   ASAN_OPTIONS, UBSAN_OPTIONS
 #                              a sanitized nginx: the options are kept for
 #                              the workers and the privileged agent (env
@@ -76,7 +77,8 @@ sub env_directives () {
 sub nginx_command {
     my ($logdir, $binary, @args) = @_;
     return ($binary, @args) unless $Valgrind;
-    return ('valgrind', '--tool=memcheck', '-q', '--num-callers=50',
+    return ($ENV{TEST_NGINX_VALGRIND} || 'valgrind',
+            '--tool=memcheck', '-q', '--num-callers=50',
             '--error-limit=no', '--leak-check=full',
             '--show-leak-kinds=definite', '--errors-for-leak-kinds=definite',
             "--suppressions=$RepoRoot/t/valgrind.supp",

@@ -9,6 +9,8 @@
 #   $(BUILD)/valgrind/src/       Debian's luajit2 source package
 #   $(BUILD)/valgrind/luajit/    LuaJIT2 built from it for memcheck,
 #                                installed there as if in /usr
+#   $(BUILD)/valgrind/src-trixie/  Debian 13's valgrind source package
+#   $(BUILD)/valgrind/tool/      valgrind built from it
 #   $(BUILD)/valgrind/           the nginx linked to that LuaJIT
 #
 # Both builds share Debian's unpacked sources with the main build
@@ -50,8 +52,19 @@ VG_LUAJIT_LIB := $(VG_LUAJIT_DIR)/libluajit-5.1.so
 # LuaJIT for memcheck, as its own Makefile says: the system allocator
 # (its own allocator hands out memory memcheck cannot see, and reads
 # whole words past the ends of strings), and the Valgrind client
-# requests that discard the translations of machine code it rewrites.
-VG_LUAJIT_CFLAGS := -DLUAJIT_USE_SYSMALLOC -DLUAJIT_USE_VALGRIND
+# requests that discard the translations of machine code it rewrites
+# (valgrind.h from the valgrind built below).
+VG_LUAJIT_CFLAGS := -DLUAJIT_USE_SYSMALLOC -DLUAJIT_USE_VALGRIND \
+                    -I$(VG_TOOL)/include
+
+# valgrind: Debian 12's (3.19) does not know openat2(), which the route
+# guard opens every script with (RESOLVE_BENEATH): the call fails with
+# ENOSYS under it and nginx refuses to start.  Debian 13's source package
+# (3.24) does; it builds here with the usual compiler, 64-bit only.
+VG_VERSION    := 3.24.0
+VG_TOOL_SRC   := $(VG_BUILD)/src-trixie/valgrind-$(VG_VERSION)
+VG_TOOL       := $(abspath $(VG_BUILD))/tool
+VALGRIND      := $(VG_TOOL)/bin/valgrind
 
 # Debian packages for the valgrind run beyond gateway/build/packages
 # (the sanitizers' runtimes come with gcc)
@@ -70,7 +83,7 @@ asan: $(SRC)/versions
 	    NGX_EXTRA_CC_OPT='$(ASAN_CC_OPT)' \
 	    NGX_EXTRA_LD_OPT='$(ASAN_LD_OPT)' $(ASAN_NGINX)
 
-valgrind: $(SRC)/versions $(VG_LUAJIT_LIB)
+valgrind: $(SRC)/versions $(VG_LUAJIT_LIB) $(VALGRIND)
 	LUAJIT_INC=$(VG_LUAJIT_INC) LUAJIT_LIB=$(VG_LUAJIT_DIR) \
 	$(MAKE) BUILD=$(VG_BUILD) SRC=$(SRC) \
 	    NGX_EXTRA_LD_OPT='-Wl,-rpath,$(VG_LUAJIT_DIR)' $(VG_NGINX)
@@ -83,7 +96,7 @@ $(VG_BUILD)/src/versions: gateway/build/fetch-sources | $(VG_DEPS)
 # Lua modules are found where Debian's packages put them), with debug
 # information and the flags above, installed under $(VG_LUAJIT); our
 # make's variables stay out of LuaJIT's.
-$(VG_LUAJIT_LIB): $(VG_BUILD)/src/versions
+$(VG_LUAJIT_LIB): $(VG_BUILD)/src/versions $(VALGRIND)
 	cd $(VG_LUAJIT_SRC) && env -u MAKEFLAGS -u MAKELEVEL sh -c '\
 	    make clean >/dev/null && \
 	    make amalg PREFIX=/usr MULTILIB=lib/$(VG_MULTIARCH) CCDEBUG=-g \
@@ -93,6 +106,18 @@ $(VG_LUAJIT_LIB): $(VG_BUILD)/src/versions
 	        DESTDIR=$(VG_LUAJIT) LDCONFIG=true' \
 	    > $(abspath $(VG_BUILD))/luajit.log 2>&1 \
 	    || { tail -30 $(VG_BUILD)/luajit.log; exit 1; }
+
+
+$(VG_BUILD)/src-trixie/versions: gateway/build/fetch-sources | $(VG_DEPS)
+	DEBIAN_SUITES=trixie gateway/build/fetch-sources \
+	    $(VG_BUILD)/src-trixie valgrind $(VG_VERSION)
+
+$(VALGRIND): $(VG_BUILD)/src-trixie/versions
+	cd $(VG_TOOL_SRC) && env -u MAKEFLAGS -u MAKELEVEL sh -c '\
+	    ./configure --prefix=$(VG_TOOL) --enable-only64bit && \
+	    make -j2 && make install' \
+	    > $(abspath $(VG_BUILD))/valgrind.log 2>&1 \
+	    || { tail -30 $(VG_BUILD)/valgrind.log; exit 1; }
 
 
 # The runs: the whole suite; each test file ends with a check that its
@@ -107,4 +132,5 @@ test-asan: asan
 
 test-valgrind: valgrind
 	TEST_NGINX_BINARY=$(abspath $(VG_NGINX)) TEST_NGINX_USE_VALGRIND=1 \
+	TEST_NGINX_VALGRIND=$(VALGRIND) \
 	    prove -r t/
