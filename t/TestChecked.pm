@@ -62,8 +62,8 @@ sub checked () {
 
 # nginx clears the environment of its workers (and of the privileged agent,
 # whose "nginx -t" would then run with the sanitizers' defaults: leak
-# checking on, reports on stderr), unless the configuration keeps a
-# variable with "env".  Only the variables that are set are named, so a
+# checking on, UBSan going on after a report), unless the configuration
+# keeps a variable with "env".  Only the variables that are set are named, so a
 # plain run gets the same configuration as before.
 sub env_directives () {
     return join '', map { "env $_;\n" } grep { defined $ENV{$_} }
@@ -158,10 +158,13 @@ sub no_reports_ok {
 # nginx's process title ("nginx: worker process"), which nginx writes over
 # its argv.  Under valgrind that is the client's copy of argv, and /proc
 # shows valgrind's command line instead; there the title is told from
-# what the process does: a child of a valgrind'ed nginx that keeps its
+# what the process does.  A child of a valgrind'ed nginx that keeps its
 # parent's user (root) and holds no listening socket is the privileged
-# agent, one that holds them (or runs as another user: nobody) a worker,
-# one that holds none but runs as nobody a worker shutting down.
+# agent; one that runs as another user (nobody) is a worker, shutting
+# down once it holds no listening socket.  A child that is still root
+# and holds them has not set its title yet: like a forked nginx child,
+# it shows the master's.  (Without root, workers keep the user too, and
+# one that holds the listening sockets is a worker.)
 sub process_title {
     my $pid = shift;
     my $cmdline = slurp("/proc/$pid/cmdline");
@@ -174,8 +177,11 @@ sub process_title {
         unless $ppid && under_valgrind(slurp("/proc/$ppid/cmdline"));
 
     my $listens = listening_sockets($pid);
-    my $same_user = uid_of($pid) eq uid_of($ppid);
-    return 'nginx: privileged agent process' if $same_user && !$listens;
+    my $parent = uid_of($ppid);
+    my $as_parent = uid_of($pid) eq $parent;
+
+    return 'nginx: privileged agent process' if $as_parent && !$listens;
+    return 'nginx: master process' if $as_parent && $parent eq '0';
     return 'nginx: worker process' if $listens;
     return 'nginx: worker process is shutting down';
 }

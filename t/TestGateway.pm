@@ -217,7 +217,7 @@ sub run_block_steps {
 
     my $req_start = log_size();
     my @requests = requests_of($block);
-    my $timeout = section($block, 'timeout') || 5;     # send_request: slow()
+    my $timeout = section($block, 'timeout') || 5;     # scaled in send_request
 
     for my $i (0 .. $#requests) {
         my $res = send_request($requests[$i], $timeout);
