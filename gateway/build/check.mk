@@ -41,21 +41,6 @@ UBSAN_OPTS    := print_stacktrace=1:halt_on_error=1:suppressions=$(UBSAN_SUPP)
 
 VG_BUILD      := $(BUILD)/valgrind
 VG_NGINX      := $(VG_BUILD)/nginx/sbin/nginx
-VG_LUAJIT_VERSION := 2.1-20230119
-VG_LUAJIT_SRC := $(VG_BUILD)/src/luajit2-$(VG_LUAJIT_VERSION)
-VG_LUAJIT     := $(abspath $(VG_BUILD))/luajit
-VG_MULTIARCH  := $(shell dpkg-architecture -qDEB_HOST_MULTIARCH 2>/dev/null)
-VG_LUAJIT_INC := $(VG_LUAJIT)/usr/include/luajit-2.1
-VG_LUAJIT_DIR := $(VG_LUAJIT)/usr/lib/$(VG_MULTIARCH)
-VG_LUAJIT_LIB := $(VG_LUAJIT_DIR)/libluajit-5.1.so
-
-# LuaJIT for memcheck, as its own Makefile says: the system allocator
-# (its own allocator hands out memory memcheck cannot see, and reads
-# whole words past the ends of strings), and the Valgrind client
-# requests that discard the translations of machine code it rewrites
-# (valgrind.h from the valgrind built below).
-VG_LUAJIT_CFLAGS := -DLUAJIT_USE_SYSMALLOC -DLUAJIT_USE_VALGRIND \
-                    -I$(VG_TOOL)/include
 
 # valgrind: Debian 12's (3.19) does not know openat2(), which the route
 # guard opens every script with (RESOLVE_BENEATH): the call fails with
@@ -65,6 +50,23 @@ VG_VERSION    := 3.24.0
 VG_TOOL_SRC   := $(VG_BUILD)/src-trixie/valgrind-$(VG_VERSION)
 VG_TOOL       := $(abspath $(VG_BUILD))/tool
 VALGRIND      := $(VG_TOOL)/bin/valgrind
+
+VG_LUAJIT_VERSION := 2.1-20230119
+VG_LUAJIT_SRC := $(VG_BUILD)/src/luajit2-$(VG_LUAJIT_VERSION)
+VG_LUAJIT     := $(abspath $(VG_BUILD))/luajit
+VG_MULTIARCH  := $(shell dpkg-architecture -qDEB_HOST_MULTIARCH 2>/dev/null \
+                   || echo $$(uname -m)-linux-gnu)
+VG_LUAJIT_INC := $(VG_LUAJIT)/usr/include/luajit-2.1
+VG_LUAJIT_DIR := $(VG_LUAJIT)/usr/lib/$(VG_MULTIARCH)
+VG_LUAJIT_LIB := $(VG_LUAJIT_DIR)/libluajit-5.1.so
+
+# LuaJIT for memcheck, as its own Makefile says: the system allocator
+# (its own allocator hands out memory memcheck cannot see, and reads
+# whole words past the ends of strings), and the Valgrind client
+# requests that discard the translations of machine code it rewrites
+# (valgrind.h from the valgrind above).
+VG_LUAJIT_CFLAGS := -DLUAJIT_USE_SYSMALLOC -DLUAJIT_USE_VALGRIND \
+                    -I$(VG_TOOL)/include
 
 # Debian packages for the valgrind run beyond gateway/build/packages
 # (the sanitizers' runtimes come with gcc)
