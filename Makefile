@@ -5,6 +5,8 @@
 #   make start/stop   the same in the background
 #   make upgrade      rebuild and swap the running binary, no request lost
 #   make test         build, then run every test
+#   make test-asan    the nginx tests against nginx built with ASan/UBSan
+#   make test-valgrind  the nginx tests with nginx under valgrind
 #   make bench        benchmarks (see bench/)
 #   make soak         a minute of mixed load with faults injected
 #   make fuzz         the route name fuzzers, FUZZ_SECONDS each
@@ -26,6 +28,7 @@ all: $(BUILD)/nginx/sbin/nginx $(BUILD)/bin/route-check
 include gateway/build/nginx.mk
 include validators/build.mk
 include validators/fuzz/fuzz.mk
+include gateway/build/check.mk
 
 
 # running

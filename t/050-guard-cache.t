@@ -807,3 +807,40 @@ verdict('keep-alive', \@errs);
 GET /lua/hello
 --- response_body
 hello
+
+
+
+=== TEST 20: roots of every path length modulo 8 are watched and versioned
+--- config eval
+# The root's path goes to inotify_add_watch() as a C string.  It was not
+# NUL-terminated: the watch failed, and the cache was off, whenever the
+# byte after it in the configuration's pool was not zero, as with some
+# path lengths, in memory reused after a reload, or under ASan.
+my $conf = '';
+$conf .= <<"_EOC_" for map { 'r' x $_ } 1 .. 8;
+    location ~ ^/$_/(.+)\$ {
+        route_guard \$1;
+        route_guard_root html/$_;
+        add_header X-Route-Version \$route_version always;
+        content_by_lua_file \$route_script;
+    }
+_EOC_
+$conf;
+--- user_files eval
+my $files = '';
+$files .= ">>> " . ('r' x $_) . "/a.lua\nngx.say('$_')\n" for 1 .. 8;
+$files;
+--- setup
+my @errs;
+for my $n (1 .. 8) {
+    my $r = get('/' . ('r' x $n) . '/a');
+    push @errs, "root of $n r: " . show($r)
+        unless $r->{status} == 200 && $r->{version} ne '';
+}
+verdict('roots', \@errs);
+--- request
+GET /rrrrrrrr/a
+--- response_body
+8
+--- no_error_log
+inotify_add_watch

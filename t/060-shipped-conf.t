@@ -17,7 +17,7 @@ use ShippedGateway;
 my $top  = realpath(dirname(realpath(__FILE__)) . '/..');
 my $port = $ENV{TEST_NGINX_GATEWAY_PORT} || 1986;
 
-my $gw = ShippedGateway->new(base => "$top/t/servroot-gateway",
+my $gw = ShippedGateway->new(base => servroot('gateway'),
                              port => $port);
 my ($routes, $lib) = @$gw{qw(routes lib)};
 
@@ -42,7 +42,7 @@ like($out, qr/started \(pid \d+\)/, 'start says it started');
     my $busy = IO::Socket::INET->new(LocalAddr => '127.0.0.1', Listen => 1,
                                      ReuseAddr => 1)
         or die "listen: $!";
-    my $other = ShippedGateway->new(base => "$top/t/servroot-gateway-busy",
+    my $other = ShippedGateway->new(base => servroot('gateway-busy'),
                                     port => $busy->sockport);
     ($rc, $out) = $other->gatewayctl('start');
     isnt($rc, 0, 'start on a busy port fails');
@@ -112,5 +112,8 @@ unlike($log, qr/\[(error|crit|alert|emerg)\]/, 'no error lines in the log');
 ($rc, $out) = $gw->gatewayctl('stop');
 is($rc, 0, 'gatewayctl stop') or diag($out);
 ok(!$gw->master, 'nginx is gone');
+
+# at the end: processes report as they exit
+$gw->reports_ok if TestChecked::checked();
 
 done_testing();

@@ -18,6 +18,8 @@ use FindBin;
 use lib $FindBin::Bin;
 use TestGateway;
 
+use Cwd ();
+
 my $http_config = <<'_EOC_';
     lua_shared_dict agent 1m;
 
@@ -99,13 +101,10 @@ sub slurp_file {
     return scalar <$fh>;
 }
 
-# the process title: nginx overwrites argv, the rest is NUL padding
+# the process title: nginx overwrites argv (under valgrind, see
+# t/TestChecked.pm)
 sub title_of {
-    my $pid = shift;
-    my $cmdline = slurp_file("/proc/$pid/cmdline") // '';
-    $cmdline =~ s/\0.*//s;
-    $cmdline =~ s/\s+\z//;
-    return $cmdline;
+    return TestChecked::process_title(shift);
 }
 
 # "real effective saved fs" of Uid: or Gid: in /proc/<pid>/status
@@ -253,12 +252,6 @@ sub check_agent {
         unless ($r->{me} // '') eq 'worker';
 
     push @$errs, "$ctx: agent $agent died" unless TestGateway::alive($agent);
-}
-
-sub verdict {
-    my ($what, $errs) = @_;
-    return unless @$errs;
-    die "$what:\n  " . join("\n  ", @$errs) . "\n";
 }
 
 run_tests();

@@ -27,7 +27,7 @@ my $Agent  = 'nginx: privileged agent process';
 my $Worker = 'nginx: worker process';
 
 my $gw = ShippedGateway->new(
-    base => "$top/t/servroot-agent", port => $port,
+    base => servroot('agent'), port => $port,
     conf => sub {
         $_[0] =~ s{^(error_log\s+logs/error\.log)\s*;}{$1 notice;}m
             or die "no 'error_log logs/error.log;' line in conf/nginx.conf\n";
@@ -231,6 +231,9 @@ is($rc, 0, 'gatewayctl stop') or diag($out);
 ok(wait_until(10, sub { !grep { alive($_) } keys %seen }),
    'no process left after stop')
     or diag('left: ' . join(' ', grep { alive($_) } keys %seen));
+
+# at the end: processes report as they exit
+$gw->reports_ok if TestChecked::checked();
 
 done_testing();
 

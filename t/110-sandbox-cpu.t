@@ -162,7 +162,8 @@ while true do end
         route_guard $1;
         route_guard_root html/sandbox;
         content_by_lua_block {
-            require("gateway.sandbox").serve{ instructions = 1e8 }
+            require("gateway.sandbox").serve{ instructions = 1e8,
+                                              time = $TEST_NGINX_SLOWDOWN }
         }
     }
     location = /pid { return 200 "$pid"; }

@@ -87,7 +87,9 @@ ngx.say(before, " ", x_global, " ", ("ab"):upper(), " ", ("a"):rep(2))
     location ~ ^/sandbox/(.+)$ {
         route_guard $1;
         route_guard_root html/sandbox;
-        content_by_lua_block { require("gateway.sandbox").serve() }
+        content_by_lua_block {
+            require("gateway.sandbox").serve{ time = $TEST_NGINX_SLOWDOWN }
+        }
     }
     location = /trusted {
         content_by_lua_block {
@@ -152,7 +154,9 @@ ngx.say("sandbox")
     location ~ ^/sandbox/(.+)$ {
         route_guard $1;
         route_guard_root html/sandbox;
-        content_by_lua_block { require("gateway.sandbox").serve() }
+        content_by_lua_block {
+            require("gateway.sandbox").serve{ time = $TEST_NGINX_SLOWDOWN }
+        }
     }
     location ~ ^/lua/(.+)$ {
         route_guard $1;

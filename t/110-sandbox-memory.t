@@ -24,7 +24,8 @@ while true do s = s .. s end
         route_guard $1;
         route_guard_root html/sandbox;
         content_by_lua_block {
-            require("gateway.sandbox").serve{ instructions = 1e9 }
+            require("gateway.sandbox").serve{ instructions = 1e9,
+                                              time = $TEST_NGINX_SLOWDOWN }
         }
     }
     location = /pid { return 200 "$pid"; }

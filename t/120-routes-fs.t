@@ -19,7 +19,7 @@ use lib dirname(realpath(__FILE__));
 use ShippedGateway;
 
 my $top    = realpath(dirname(realpath(__FILE__)) . '/..');
-my $base   = "$top/t/servroot-fs";
+my $base   = servroot('fs');
 my $routes = "$base/routes";
 my $port   = $ENV{TEST_NGINX_FS_PORT} || 1992;
 
@@ -124,6 +124,9 @@ is_deeply(\@bad, [], 'error.log: nothing but the partial file\'s errors');
 
 $gw->stop;
 ok(!$gw->master, 'the gateway stopped');
+
+# at the end: processes report as they exit
+$gw->reports_ok if TestChecked::checked();
 
 done_testing();
 

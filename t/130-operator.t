@@ -17,7 +17,7 @@ use ShippedGateway;
 
 my $top  = realpath(dirname(realpath(__FILE__)) . '/..');
 my $port = $ENV{TEST_NGINX_OPERATOR_PORT} || 1994;
-my $gw = ShippedGateway->new(base => "$top/t/servroot-operator",
+my $gw = ShippedGateway->new(base => servroot('operator'),
                              port => $port, workers => 1);
 my ($routes, $lib, $sandbox) = @$gw{qw(routes lib sandbox)};
 
@@ -277,6 +277,9 @@ my @alerts = grep { /\[(alert|crit|emerg)\]/ && !/exited on signal 9/ }
 is_deeply(\@alerts, [], 'no alert in the error log but the kill');
 
 $gw->stop;
+# at the end: processes report as they exit
+$gw->reports_ok if TestChecked::checked();
+
 done_testing();
 
 

@@ -16,6 +16,12 @@ package ShippedGateway;
 #   my ($status, $body) = $gw->get('/lua/hello');
 #   $gw->stop;                              # at exit in any case
 #
+# In a checked run (t/TestChecked.pm: a sanitized nginx, or valgrind) the
+# copy of nginx.conf keeps the sanitizers' variables, nginx runs through
+# the valgrind wrapper, every timeout and wait is scaled by
+# TEST_NGINX_SLOWDOWN, and $gw->reports_ok is the check that no process
+# of the instance reported anything.
+#
 # new() empties `base` and makes base/conf-src (a copy of conf/*.conf),
 # base/routes, base/lib, base/sandbox and the prefix base/run.  The status
 # listener is on port + 1; `workers => N` sets WORKERS (auto by default).
@@ -36,8 +42,11 @@ use JSON::PP qw(decode_json);
 use POSIX qw(WNOHANG _exit);
 use Time::HiRes qw(sleep time);
 
+use lib dirname(realpath(__FILE__));
+use TestChecked qw(slow nginx_wrapper report_files no_reports_ok);
+
 our @EXPORT = qw(wait_until slurp write_file replace_file alive
-                 children title_of rss_kib cpu_ticks spawn reap);
+                 children title_of rss_kib cpu_ticks spawn reap servroot);
 
 my $Top = realpath(dirname(realpath(__FILE__)) . '/..');
 
@@ -77,14 +86,20 @@ sub new {
 
     remove_tree($base);
     my @dirs = @$self{qw(src routes lib sandbox prefix)};
-    make_path(@dirs);
+    make_path(@dirs, "$self->{prefix}/logs");
     # workers run as nobody: they must reach the roots
     chmod 0755, $base, @dirs;
+
+    $self->{nginx} = nginx_wrapper($base, "$self->{prefix}/logs",
+                                   $self->{nginx});
+    $self->{reports_before} = report_files("$self->{prefix}/logs");
+    $self->{outputs} = [];      # of gatewayctl: nginx -t's reports
 
     for my $f (glob "$Top/conf/*.conf") {
         copy($f, $self->{src}) or die "copy $f: $!\n";
     }
-    my $text = slurp("$self->{src}/nginx.conf");
+    my $text = TestChecked::with_env_directives(
+                   slurp("$self->{src}/nginx.conf"));
     $opt{conf}->($text) if $opt{conf};
     $self->{conf_text} = $text;
     $self->set_conf($text);
@@ -113,7 +128,18 @@ sub gatewayctl {
     local $ENV{CONF}           = $self->{src};
     local $ENV{WORKERS}        = $self->{workers};
     my $out = `cd $Top && gateway/bin/gatewayctl $cmd 2>&1`;
+    push @{ $self->{outputs} }, $out;
     return ($? >> 8, $out);
+}
+
+
+# the check of a checked run: no valgrind log of the instance is new, no
+# sanitizer report is in its error log or in what gatewayctl printed
+sub reports_ok {
+    my $self = shift;
+    return no_reports_ok('no valgrind or sanitizer report',
+                         $self->{reports_before}, ["$self->{prefix}/logs"],
+                         $self->read_log, @{ $self->{outputs} });
 }
 
 
@@ -164,7 +190,7 @@ sub get {
     my ($self, $path, $port) = @_;
     my $s = IO::Socket::INET->new(
                 PeerAddr => '127.0.0.1:' . ($port // $self->{port}),
-                Timeout => 2)
+                Timeout => slow(2))
         or return (0, "connect: $!");
     print $s "GET $path HTTP/1.0\r\nHost: localhost\r\n\r\n";
     local $/;
@@ -184,7 +210,7 @@ sub request {
     my ($self, $raw, $port) = @_;
     my $s = IO::Socket::INET->new(
                 PeerAddr => '127.0.0.1:' . ($port // $self->{port}),
-                Timeout => 10)
+                Timeout => slow(10))
         or return { status => 0, headers => {}, body => '',
                     raw => "connect: $!" };
     print $s $raw;
@@ -265,12 +291,10 @@ sub children {
     return @kids;                   # a count in scalar context
 }
 
-# the process title: nginx overwrites argv, the rest is NUL padding
+# the process title (nginx overwrites argv; under valgrind it is told
+# from what the process does, see t/TestChecked.pm)
 sub title_of {
-    my $cmd = slurp("/proc/$_[0]/cmdline");
-    $cmd =~ s/\0.*//s;
-    $cmd =~ s/\s+\z//;
-    return $cmd;
+    return TestChecked::process_title($_[0]);
 }
 
 sub rss_kib {
@@ -325,9 +349,17 @@ sub reap {
 
 # --- files and time ---
 
+# the base of a test file's instance: t/servroot-<name>, or beside
+# TEST_NGINX_SERVROOT when it is set (two suites side by side)
+sub servroot {
+    my ($name) = @_;
+    return ($ENV{TEST_NGINX_SERVROOT} || "$Top/t/servroot") . "-$name";
+}
+
+# $secs times TEST_NGINX_SLOWDOWN
 sub wait_until {
     my ($secs, $cond) = @_;
-    my $deadline = time + $secs;
+    my $deadline = time + slow($secs);
     while (1) {
         return 1 if $cond->();
         return 0 if time > $deadline;

@@ -53,8 +53,16 @@ package TestGateway;
 #   TEST_NGINX_BINARY        nginx to run (default: build/nginx/sbin/nginx)
 #   TEST_NGINX_LOAD_MODULES  space-separated .so paths to load_module
 #   TEST_NGINX_SERVER_PORT   port to listen on (default 1984)
+#   TEST_NGINX_SERVROOT      the server root (default t/servroot; t/060
+#                            and t/100 add -gateway and -agent to it)
 #   TEST_NGINX_USE_HUP       reload with HUP between blocks, not restart
 #   TEST_NGINX_LUA_PACKAGE_PATH  default lua_package_path
+#   TEST_NGINX_USE_VALGRIND  run nginx under valgrind (t/TestChecked.pm)
+#   TEST_NGINX_SLOWDOWN      factor for every timeout and wait
+#
+# Under valgrind or with a sanitized nginx (ASAN_OPTIONS, UBSAN_OPTIONS
+# set), each file ends with one more check: no valgrind or sanitizer
+# report from its nginx processes (t/TestChecked.pm).
 
 use Test::Base -base;
 
@@ -66,17 +74,20 @@ use IO::Socket::INET;
 use POSIX ();
 use Time::HiRes qw(sleep time);
 
+use TestChecked;
+
 our @EXPORT = qw(run_tests workers log_level add_block_preprocessor
                  server_root html_dir server_port
                  write_file replace_file rewrite_file http_request
                  verdict both_workers spread);
 
 my $RepoRoot = realpath(dirname(realpath(__FILE__)) . '/..');
-my $ServRoot = "$RepoRoot/t/servroot";
+my $ServRoot = $ENV{TEST_NGINX_SERVROOT} || "$RepoRoot/t/servroot";
 my $HtmlDir  = "$ServRoot/html";
 my $Port     = $ENV{TEST_NGINX_SERVER_PORT} || 1984;
 my $Binary   = $ENV{TEST_NGINX_BINARY} || "$RepoRoot/build/nginx/sbin/nginx";
 my $UseHup   = $ENV{TEST_NGINX_USE_HUP};
+my $Checked  = checked();
 
 # Exported so that config sections and "eval" sections can use them; eval
 # sections are evaluated when the blocks are parsed, so set them now.
@@ -98,6 +109,11 @@ my @ExemptRanges;
 
 # every nginx pid seen, to prove at the end that none is left behind
 my %SeenPids;
+
+# checked runs: the valgrind logs there were before this file ran, and
+# what each "nginx -t" printed
+my $ReportsBefore;
+my @CommandOutputs;
 
 my %KnownSections = map { $_ => 1 } qw(
     main_config http_config config user_files init setup
@@ -130,6 +146,7 @@ sub run_tests () {
 
     unless (Test::More->builder->has_plan) {
         my $n = 2;                          # the end-of-file checks
+        $n++ if $Checked;
         $n += count_checks($_) for @blocks;
         plan(tests => $n);
     }
@@ -143,6 +160,7 @@ sub run_tests () {
 
     check_whole_log();
     check_no_leftovers();
+    check_reports() if $Checked;
 }
 
 
@@ -199,7 +217,7 @@ sub run_block_steps {
 
     my $req_start = log_size();
     my @requests = requests_of($block);
-    my $timeout = section($block, 'timeout') || 5;
+    my $timeout = section($block, 'timeout') || 5;     # scaled in send_request
 
     for my $i (0 .. $#requests) {
         my $res = send_request($requests[$i], $timeout);
@@ -302,6 +320,7 @@ sub prepare_server_root {
     stop_nginx();                   # left over by an interrupted run
     remove_tree($ServRoot);
     make_path("$ServRoot/conf", "$ServRoot/logs", $HtmlDir);
+    $ReportsBefore = report_files("$ServRoot/logs");
 
     # workers run as nobody when we are root: they must reach html/
     chmod 0755, $ServRoot, "$ServRoot/conf", "$ServRoot/logs", $HtmlDir;
@@ -440,6 +459,7 @@ worker_processes $workers;
 error_log logs/error.log $level;
 pid logs/nginx.pid;
 $user
+@{[ env_directives() ]}
 
 $main
 
@@ -500,18 +520,21 @@ sub run_hook {
 sub start_nginx {
     die "port $Port is already in use\n" if port_open();
 
-    my ($rc, $out) = run_command($Binary, '-p', "$ServRoot/",
-                                 '-c', 'conf/nginx.conf');
+    my ($rc, $out) = run_command(nginx_command("$ServRoot/logs", $Binary,
+                                               '-p', "$ServRoot/",
+                                               '-c', 'conf/nginx.conf'));
     die "nginx failed to start (exit $rc): $out\n" if $rc != 0;
 
     wait_until(10, sub { master_pid() && port_open() })
-        or die "nginx did not come up on port $Port within 10s\n";
+        or die "nginx did not come up on port $Port within "
+               . slow(10) . "s\n";
 }
 
 
 sub reload_nginx {
-    my ($rc, $out) = run_command($Binary, '-p', "$ServRoot/",
-                                 '-c', 'conf/nginx.conf', '-t');
+    my ($rc, $out) = run_command(nginx_command("$ServRoot/logs", $Binary,
+                                               '-p', "$ServRoot/",
+                                               '-c', 'conf/nginx.conf', '-t'));
     die "nginx -t failed before HUP: $out\n" if $rc != 0;
 
     my $pid = master_pid();
@@ -520,7 +543,7 @@ sub reload_nginx {
 
     # the reload is done when the old workers are gone and new ones run
     wait_until(10, sub { !grep(alive($_), @old) && child_pids($pid) })
-        or die "nginx did not reload within 10s\n";
+        or die "nginx did not reload within " . slow(10) . "s\n";
 }
 
 
@@ -536,7 +559,8 @@ sub stop_nginx {
             unlink "$ServRoot/logs/nginx.pid";
             return;
         }
-        diag("nginx $pid did not stop on SIG$sig within ${wait}s");
+        diag("nginx $pid did not stop on SIG$sig within " . slow($wait)
+             . "s");
     }
 
     die "nginx $pid survived SIGKILL\n";
@@ -581,9 +605,10 @@ sub port_open {
 }
 
 
+# $seconds are scaled by TEST_NGINX_SLOWDOWN (t/TestChecked.pm)
 sub wait_until {
     my ($seconds, $cond) = @_;
-    my $deadline = time + $seconds;
+    my $deadline = time + slow($seconds);
     while (1) {
         return 1 if $cond->();
         return 0 if time > $deadline;
@@ -593,7 +618,7 @@ sub wait_until {
 
 
 # Runs a command with stdout and stderr captured; never waits longer
-# than 30s (nginx -t and the daemonizing start return at once).
+# than 30s, scaled (nginx -t and the daemonizing start return at once).
 
 sub run_command {
     my @cmd = @_;
@@ -615,6 +640,7 @@ sub run_command {
         waitpid $pid, 0;
     }
 
+    push @CommandOutputs, slurp($out) if $Checked;
     return ($rc, slurp($out));
 }
 
@@ -633,8 +659,9 @@ sub slurp {
 sub check_must_die {
     my ($block, $log_start) = @_;
 
-    my ($rc, $out) = run_command($Binary, '-p', "$ServRoot/",
-                                 '-c', 'conf/nginx.conf', '-t');
+    my ($rc, $out) = run_command(nginx_command("$ServRoot/logs", $Binary,
+                                               '-p', "$ServRoot/",
+                                               '-c', 'conf/nginx.conf', '-t'));
     ok($rc != 0, $block->name . " - nginx -t fails")
         or diag("nginx -t output: $out");
 
@@ -684,11 +711,13 @@ sub http_request {
 
 
 # One request on a fresh connection; reads until the response is complete
-# or EOF, and gives up after $timeout seconds.  Returns a hash with
-# status, headers (lowercased names), body, or error.
+# or EOF, and gives up after $timeout seconds (scaled by
+# TEST_NGINX_SLOWDOWN).  Returns a hash with status, headers (lowercased
+# names), body, or error.
 
 sub send_request {
     my ($raw, $timeout) = @_;
+    $timeout = slow($timeout);
     my $deadline = time + $timeout;
 
     my $sock = IO::Socket::INET->new(PeerAddr => '127.0.0.1',
@@ -896,11 +925,11 @@ sub read_log {
 
 
 # Workers write the log as they handle the requests; give them a moment,
-# and up to 3s more while an expected line is still missing.
+# and up to 3s more (scaled) while an expected line is still missing.
 
 sub wait_log_slice {
     my ($from, @want) = @_;
-    my $deadline = time + 3;
+    my $deadline = time + slow(3);
     sleep 0.1;
 
     while (1) {
@@ -938,6 +967,14 @@ sub check_no_leftovers {
 
     ok(!@left, "$0: no nginx process left") or diag("left: @left");
     kill KILL => @left if @left;
+}
+
+
+# valgrind writes a process's report when it exits: after stop_nginx();
+# the whole error log, with the ranges where [alert] was allowed
+sub check_reports {
+    no_reports_ok("$0: no valgrind or sanitizer report", $ReportsBefore,
+                  ["$ServRoot/logs"], read_log(0), @CommandOutputs);
 }
 
 

@@ -10,7 +10,11 @@ package TestSandbox;
 # `error_code` (503 unless given) with the JSON error "budget_exceeded"
 # naming <budget>, and the worker's pid must not change.  The block's own
 # request is then GET /sandbox/hello: a normal request right after works.
-# A block titled "error: ..." expects 500 "script_error" the same way.  Options per location go in --- config (the preprocessor keeps it).
+# A block titled "error: ..." expects 500 "script_error" the same way.
+# Options per location go in --- config (the preprocessor keeps it).
+#
+# The time budget is 1 s, as shipped, times TEST_NGINX_SLOWDOWN
+# (t/TestChecked.pm): under valgrind the instruction budget takes longer.
 
 use strict;
 use warnings;
@@ -32,7 +36,9 @@ our $config = <<'_EOC_';
     location ~ ^/sandbox/(.+)$ {
         route_guard $1;
         route_guard_root html/sandbox;
-        content_by_lua_block { require("gateway.sandbox").serve() }
+        content_by_lua_block {
+            require("gateway.sandbox").serve{ time = $TEST_NGINX_SLOWDOWN }
+        }
     }
 
     location = /pid {

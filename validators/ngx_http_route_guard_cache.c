@@ -796,14 +796,49 @@ failed:
 }
 
 
-/* a connection left open at exit is reported as a leak: close it */
+/*
+ * Nothing is left to exit(): the inotify connection (one left open is
+ * reported as a leak), the verdicts, whose trees are in the cycle's pool
+ * that the worker destroys next, and the watches.
+ */
 
 void
 ngx_http_route_guard_cache_exit(void)
 {
+    ngx_uint_t                      i;
+    ngx_rbtree_t                   *tree;
+    ngx_rbtree_node_t              *node;
+    ngx_http_route_guard_cache_t  **cache;
+
     if (ngx_http_route_guard_inotify != NULL) {
         ngx_close_connection(ngx_http_route_guard_inotify);
         ngx_http_route_guard_inotify = NULL;
         ngx_http_route_guard_inotify_fd = -1;
+    }
+
+    cache = ngx_http_route_guard_caches.elts;
+
+    for (i = 0; i < ngx_http_route_guard_caches.nelts; i++) {
+        tree = &cache[i]->entries;
+
+        while (tree->root != tree->sentinel) {
+            node = ngx_rbtree_min(tree->root, tree->sentinel);
+            ngx_rbtree_delete(tree, node);
+            ngx_free(node);     /* the entry: its first member */
+        }
+    }
+
+    ngx_http_route_guard_caches.nelts = 0;
+
+    tree = &ngx_http_route_guard_watches;
+
+    if (tree->sentinel == NULL) {
+        return;                 /* never initialized */
+    }
+
+    while (tree->root != tree->sentinel) {
+        node = ngx_rbtree_min(tree->root, tree->sentinel);
+        ngx_rbtree_delete(tree, node);
+        ngx_free(node);         /* the watch: its first member */
     }
 }
