@@ -10,7 +10,7 @@ use FindBin;
 use lib $FindBin::Bin;
 
 use Cwd qw(realpath);
-use File::Basename qw(dirname);
+use File::Basename qw(basename dirname);
 use File::Path qw(make_path remove_tree);
 use IO::Socket::INET;
 use Test::More;
@@ -42,7 +42,7 @@ if (env_directives() ne '') {
         my $text = read_file($f);
         $text = TestChecked::with_env_directives($text)
             if $f =~ m{/nginx\.conf$};
-        open my $fh, '>', "$conf/" . (split m{/}, $f)[-1] or die "$f: $!";
+        open my $fh, '>', "$conf/" . basename($f) or die "$f: $!";
         print $fh $text;
         close $fh;
     }
