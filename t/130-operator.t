@@ -17,8 +17,16 @@ use ShippedGateway;
 
 my $top  = realpath(dirname(realpath(__FILE__)) . '/..');
 my $port = $ENV{TEST_NGINX_OPERATOR_PORT} || 1994;
-my $gw = ShippedGateway->new(base => servroot('operator'),
-                             port => $port, workers => 1);
+# the sandbox's time budget (1 s as shipped) scaled like every wait of a
+# checked run: under valgrind the loop must still end on its instruction
+# budget, as the counts below say
+my $gw = ShippedGateway->new(
+    base => servroot('operator'), port => $port, workers => 1,
+    conf => sub {
+        my $time = TestChecked::slow(1);
+        $_[0] =~ s/(require\("gateway\.sandbox"\)\.serve)\(\)/$1\{ time = $time \}/
+            or die "no gateway.sandbox serve() in conf/nginx.conf\n";
+    });
 my ($routes, $lib, $sandbox) = @$gw{qw(routes lib sandbox)};
 
 my $hello = 'ngx.say("hello ", ngx.worker.pid())';
