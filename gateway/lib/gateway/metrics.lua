@@ -86,9 +86,10 @@ _M.RELOADS = { "route", "module", "config" }
 
 local F_OK = 0
 
--- a worker's cache of the keys of each route, so that counting a request
--- builds no string; emptied when it grows past this many routes
-local MAX_KEYED_ROUTES = 4096
+-- a worker's cache of the keys of each route (by name, and by version),
+-- so that counting a request builds no string; emptied when it grows
+-- past this many entries
+local MAX_KEYED = 4096
 
 
 local function dict()
@@ -117,7 +118,32 @@ end
 -- and the latency sum), not three.
 
 local keyed = {}        -- tree -> name -> the route's keys
+local by_version = {}   -- tree -> the guard's version -> the same keys
 local nkeyed = 0
+
+
+-- every key of the route "<tree> <name>": { id =, sum =, n = { class ->
+-- { bucket -> key } } }
+local function new_keys(id)
+    local keys = { id = id, n = {}, sum = "duration_sum " .. id }
+
+    for c = 0, #CLASSES do
+        local n = {}
+        for b = 1, NBUCKETS do
+            n[b] = "n " .. id .. " " .. c .. " " .. b
+        end
+        keys.n[c] = n
+    end
+
+    return keys
+end
+
+
+local function forget_keys()
+    keyed = {}
+    by_version = {}
+    nkeyed = 0
+end
 
 
 local function route_keys(tree, name)
@@ -128,26 +154,15 @@ local function route_keys(tree, name)
         return keys
     end
 
-    if nkeyed >= MAX_KEYED_ROUTES then
-        keyed = {}
-        nkeyed = 0
+    if nkeyed >= MAX_KEYED then
+        forget_keys()
     end
 
     if not keyed[tree] then
         keyed[tree] = {}
     end
 
-    local id = tree .. " " .. name
-
-    keys = { id = id, n = {}, sum = "duration_sum " .. id }
-
-    for c = 0, #CLASSES do
-        local n = {}
-        for b = 1, NBUCKETS do
-            n[b] = "n " .. id .. " " .. c .. " " .. b
-        end
-        keys.n[c] = n
-    end
+    keys = new_keys(tree .. " " .. name)
 
     keyed[tree][name] = keys
     nkeyed = nkeyed + 1
@@ -158,11 +173,12 @@ end
 
 -- the keys of everything recorded about one route (for forgetting it)
 local function all_route_keys(id)
-    local keys = { "script " .. id, "duration_sum " .. id }
+    local route = new_keys(id)
+    local keys = { "script " .. id, route.sum }
 
     for c = 0, #CLASSES do
-        for b = 1, NBUCKETS do
-            keys[#keys + 1] = "n " .. id .. " " .. c .. " " .. b
+        for _, key in ipairs(route.n[c]) do
+            keys[#keys + 1] = key
         end
     end
 
@@ -286,13 +302,32 @@ function _M.log(tree)
         return _M.rejected(tree, RESULTS[result + 1])
     end
 
-    local keys = route_keys(tree, ffi_string(name_p[0], len_p[0]))
+    -- the route's keys by the guard's version number: no string is made
+    -- for a request of a route this worker has counted before
+    C.ngx_http_route_guard_ffi_script(r, script_p, script_len_p, version_p)
 
-    if not keys.registered
-       and C.ngx_http_route_guard_ffi_script(r, script_p, script_len_p,
-                                              version_p) == 0
-    then
-        register(d, keys, ffi_string(script_p[0], script_len_p[0]))
+    local version = version_p[0]
+    local versions = by_version[tree]
+    local keys = versions and versions[version]
+
+    if keys == nil then
+        keys = route_keys(tree, ffi_string(name_p[0], len_p[0]))
+
+        if not keys.registered then
+            register(d, keys, ffi_string(script_p[0], script_len_p[0]))
+        end
+
+        -- 0: route_guard_cache off, no versions
+        if version ~= 0 then
+            if nkeyed >= MAX_KEYED then
+                forget_keys()
+            end
+            if not by_version[tree] then
+                by_version[tree] = {}
+            end
+            by_version[tree][version] = keys
+            nkeyed = nkeyed + 1
+        end
     end
 
     return count(d, keys, ngx.status, now() - req_start_time())
@@ -319,8 +354,7 @@ function _M.prune()
                 end
 
                 -- this worker registers it again if it comes back
-                keyed = {}
-                nkeyed = 0
+                forget_keys()
             end
         end
     end
