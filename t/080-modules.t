@@ -13,6 +13,7 @@
 use FindBin;
 use lib $FindBin::Bin;
 use TestGateway;
+use TestRuntime;
 use JSON::PP ();
 
 my $http_config = <<'_EOC_';
@@ -84,65 +85,6 @@ add_block_preprocessor(sub {
 
 
 # --- helpers for the setup code (package main) ---
-
-sub get {
-    my $path = shift;
-    my $res = http_request("GET $path");
-    die "GET $path: $res->{error}\n" if $res->{error};
-    return {
-        status => $res->{status},
-        body   => $res->{body},
-        worker => $res->{headers}{'x-worker'} // '?',
-    };
-}
-
-sub show {
-    my $r = shift;
-    my $body = TestGateway::printable($r->{body});
-    $body = substr($body, 0, 60) . '...' if length $body > 60;
-    return "status $r->{status} body '$body' worker $r->{worker}";
-}
-
-
-sub expect {
-    my ($errs, $ctx, $r, $status, $body) = @_;
-    push @$errs, "$ctx: want $status '" . TestGateway::printable($body)
-                 . "', got " . show($r)
-        unless $r->{status} == $status
-               && (!defined $body || $r->{body} eq $body);
-}
-
-
-# requests until both workers have answered (so both loaded the modules)
-sub warm_both {
-    my ($path, $status, $body) = @_;
-    my (%seen, @errs);
-    spread(\%seen, 2, 1000, sub {
-        my $r = get($path);
-        expect(\@errs, "warm-up $path", $r, $status, $body);
-        return $r->{worker};
-    });
-    verdict("warm-up $path", \@errs);
-    both_workers("warm-up $path", \%seen);
-    return \%seen;
-}
-
-
-sub log_pos { TestGateway::log_size() }
-sub log_since { TestGateway::read_log(shift) }
-
-sub count_lines {
-    my ($from, $re) = @_;
-    return scalar grep { $_ =~ $re } split /\n/, log_since($from);
-}
-
-sub status_report {
-    my $r = get('/status');
-    die "GET /status: " . show($r) . "\n" unless $r->{status} == 200;
-    my $report = eval { JSON::PP::decode_json($r->{body}) }
-        or die "GET /status: not JSON: $r->{body}\n";
-    return $report;
-}
 
 # the worker pids of the running nginx, to tell that none died
 sub workers_now {
