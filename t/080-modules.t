@@ -16,29 +16,6 @@ use TestGateway;
 use TestRuntime;
 use JSON::PP ();
 
-my $http_config = <<'_EOC_';
-    route_guard_modules $TEST_NGINX_HTML_DIR/lib;
-    lua_shared_dict gateway_status 1m;
-    lua_shared_dict gateway_scripts 8m;
-    init_by_lua_block {
-        require("gateway.router").init{ modules = "$TEST_NGINX_HTML_DIR/lib" }
-    }
-    init_worker_by_lua_block { require("gateway.router").init_worker() }
-_EOC_
-
-my $config = <<'_EOC_';
-    location ~ ^/lua/(.+)$ {
-        route_guard $1;
-        route_guard_root html/routes;
-        add_header X-Worker $pid always;
-        content_by_lua_block { require("gateway.router").serve() }
-    }
-
-    location = /status {
-        content_by_lua_block { require("gateway.status").serve() }
-    }
-_EOC_
-
 my $files = <<'_EOF_';
 >>> routes/greet.lua
 local greet = require "greet"
@@ -75,13 +52,7 @@ return { v = 1, libm = libm }
 ngx.say(require("nosuch").v)
 _EOF_
 
-add_block_preprocessor(sub {
-    my $block = shift;
-    $block->set_value(http_config => $http_config)
-        unless exists $block->{http_config};
-    $block->set_value(config => $config) unless exists $block->{config};
-    $block->set_value(user_files => $files) unless exists $block->{user_files};
-});
+runtime_blocks($files);
 
 
 # --- helpers for the setup code (package main) ---

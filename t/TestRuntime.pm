@@ -6,6 +6,8 @@ package TestRuntime;
 #
 #   use TestGateway;
 #   use TestRuntime;
+#
+#   runtime_blocks($files);     # the blocks' default configuration
 
 use strict;
 use warnings;
@@ -14,8 +16,49 @@ use JSON::PP ();
 use TestGateway ();
 
 use base 'Exporter';
-our @EXPORT = qw(get show expect warm_both log_pos log_since count_lines
-                 status_report);
+our @EXPORT = qw(runtime_blocks get show expect warm_both log_pos log_since
+                 count_lines status_report);
+
+
+my $HttpConfig = <<'_EOC_';
+    route_guard_modules $TEST_NGINX_HTML_DIR/lib;
+    lua_shared_dict gateway_status 1m;
+    lua_shared_dict gateway_scripts 8m;
+    init_by_lua_block {
+        require("gateway.router").init{ modules = "$TEST_NGINX_HTML_DIR/lib" }
+    }
+    init_worker_by_lua_block { require("gateway.router").init_worker() }
+_EOC_
+
+my $Config = <<'_EOC_';
+    location ~ ^/lua/(.+)$ {
+        route_guard $1;
+        route_guard_root html/routes;
+        add_header X-Route-Version $route_version always;
+        add_header X-Worker $pid always;
+        content_by_lua_block { require("gateway.router").serve() }
+    }
+
+    location = /status {
+        content_by_lua_block { require("gateway.status").serve() }
+    }
+_EOC_
+
+
+# Routes through gateway.router with modules from html/lib, and GET
+# /status: each block's http_config, config and user_files unless it has
+# its own ($files: the default user_files).
+sub runtime_blocks {
+    my ($files) = @_;
+    TestGateway::add_block_preprocessor(sub {
+        my $block = shift;
+        $block->set_value(http_config => $HttpConfig)
+            unless exists $block->{http_config};
+        $block->set_value(config => $Config) unless exists $block->{config};
+        $block->set_value(user_files => $files)
+            unless exists $block->{user_files};
+    });
+}
 
 
 # one request on a new connection: status, body, version, worker
