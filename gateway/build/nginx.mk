@@ -29,6 +29,10 @@ GUARD_SRCS     := $(wildcard validators/ngx_http_route_guard*.c) \
                   validators/route_name.c $(wildcard validators/*.h) \
                   validators/config
 
+# the sandbox's C side (gateway/sandbox/config), after lua-nginx-module
+SANDBOX_SRCS   := $(wildcard gateway/sandbox/*.c gateway/sandbox/*.h) \
+                  gateway/sandbox/config
+
 $(BUILD)/.deps: gateway/build/packages gateway/build/install-deps
 	gateway/build/install-deps
 	@mkdir -p $(@D) && touch $@
@@ -49,10 +53,11 @@ $(NGINX_SRC)/.patched: $(SRC)/versions $(PATCH_FILES)
 	touch $@
 
 $(NGINX_OBJS)/Makefile: $(NGINX_SRC)/.patched validators/config \
-                        gateway/build/configure-nginx
+                        gateway/sandbox/config gateway/build/configure-nginx
 	gateway/build/configure-nginx $(abspath $(NGINX_SRC)) \
 	    $(abspath $(NGINX_OBJS)) $(abspath $(NGINX_PREFIX)) \
 	    $(abspath $(LUA_SRC)) $(abspath $(NDK_SRC)) $(abspath validators) \
+	    $(abspath gateway/sandbox) \
 	    > $(BUILD)/configure.log 2>&1 \
 	    || { tail -30 $(BUILD)/configure.log; exit 1; }
 
@@ -61,10 +66,18 @@ $(NGINX_OBJS)/Makefile: $(NGINX_SRC)/.patched validators/config \
 GUARD_OBJS     := $(patsubst validators/%.c,$(NGINX_OBJS)/addon/validators/%.o,\
                     $(filter %.c,$(GUARD_SRCS)))
 GUARD_HDRS     := $(wildcard validators/*.h)
+SANDBOX_OBJS   := $(patsubst gateway/sandbox/%.c,$(NGINX_OBJS)/addon/sandbox/%.o,\
+                    $(filter %.c,$(SANDBOX_SRCS)))
+SANDBOX_HDRS   := $(wildcard gateway/sandbox/*.h)
 
-$(NGINX_OBJS)/nginx: $(NGINX_OBJS)/Makefile $(GUARD_SRCS)
+$(NGINX_OBJS)/nginx: $(NGINX_OBJS)/Makefile $(GUARD_SRCS) $(SANDBOX_SRCS)
 	for o in $(GUARD_OBJS); do \
 	    for h in $(GUARD_HDRS); do \
+	        [ $$h -nt $$o ] && rm -f $$o; \
+	    done; \
+	done; \
+	for o in $(SANDBOX_OBJS); do \
+	    for h in $(SANDBOX_HDRS); do \
 	        [ $$h -nt $$o ] && rm -f $$o; \
 	    done; \
 	done; true
