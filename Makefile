@@ -10,6 +10,7 @@
 #   make bench        benchmarks (see bench/)
 #   make soak         a minute of mixed load with faults injected
 #   make fuzz         the route name fuzzers, FUZZ_SECONDS each
+#   make fuzz-pattern the sandbox's pattern functions against LuaJIT's
 #
 # README.md says more.  Everything built lands under build/.
 
@@ -28,6 +29,10 @@ all: $(BUILD)/nginx/sbin/nginx $(BUILD)/bin/route-check
 include gateway/build/nginx.mk
 include validators/build.mk
 include validators/fuzz/fuzz.mk
+include gateway/sandbox/build.mk
+
+# `make fuzz` runs every fuzz target
+fuzz: fuzz-pattern
 include gateway/build/check.mk
 
 
@@ -59,11 +64,12 @@ upgrade: all
 .PHONY: test test-unit test-routes test-nginx test-dynamic
 test: test-unit test-routes test-nginx test-dynamic
 
-# the grammar core, then the fuzzers' corpus and crashers without libFuzzer
+# the grammar core, the sandbox's pattern functions against LuaJIT's,
+# then the fuzzers' corpus and crashers without libFuzzer
 test-unit: $(BUILD)/.deps $(BUILD)/bin/route-name-test \
-		$(BUILD)/bin/route-name-fuzz-replay
+		$(BUILD)/bin/route-name-fuzz-replay $(SANDBOX_UNIT_BINS)
 	prove --exec '' $(BUILD)/bin/route-name-test \
-	    $(BUILD)/bin/route-name-fuzz-replay
+	    $(BUILD)/bin/route-name-fuzz-replay $(SANDBOX_UNIT_BINS)
 
 # the shipped routes: names and files (route-check), then Lua (luacheck)
 test-routes: $(BUILD)/.deps $(BUILD)/bin/route-check

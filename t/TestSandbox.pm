@@ -15,6 +15,10 @@ package TestSandbox;
 #
 # The time budget is 1 s, as shipped, times TEST_NGINX_SLOWDOWN
 # (t/TestChecked.pm): under valgrind the instruction budget takes longer.
+#
+# A file may set $TestSandbox::config before run_tests() to have its own
+# default --- config; location() writes a sandbox location with budgets
+# of its own, error_body() is the answer to a budget that ran out.
 
 use strict;
 use warnings;
@@ -86,13 +90,37 @@ sub get_ok {
     return $r;
 }
 
-# the attack on a new connection between two /pid requests
-sub attack {
-    my ($path, $status, $kind) = @_;
-    my $want = $kind eq 'error'
+# the body of the answer to a script that ran out of budget $kind, or
+# that failed ($kind "error")
+sub error_body {
+    my $kind = shift;
+    return $kind eq 'error'
         ? qq({"error":"script_error","message":"the script failed"}\n)
         : qq({"error":"budget_exceeded",)
           . qq("message":"the script exceeded a budget","budget":"$kind"}\n);
+}
+
+# location ~ ^/$prefix/(.+)$ running html/sandbox/$1 with serve{ $opts }
+# (Lua table fields; $TEST_NGINX_* are substituted when the configuration
+# is written); every answer, errors too, names its worker in X-Pid
+sub location {
+    my ($prefix, $opts) = @_;
+    return <<"_EOC_";
+    location ~ ^/$prefix/(.+)\$ {
+        route_guard \$1;
+        route_guard_root html/sandbox;
+        add_header X-Pid \$pid always;
+        content_by_lua_block {
+            require("gateway.sandbox").serve{ $opts }
+        }
+    }
+_EOC_
+}
+
+# the attack on a new connection between two /pid requests
+sub attack {
+    my ($path, $status, $kind) = @_;
+    my $want = error_body($kind);
     my $pid = get_ok('/pid')->{body};
     my $r = get_ok($path);
     my $after = get_ok('/pid')->{body};

@@ -10,12 +10,19 @@
  * error is raised only when the walk reaches the bad item.
  *
  * A step is one pattern item dispatched (which includes every call of
- * the walk), one iteration of the * + - expansion loops, one byte
- * scanned by %b, one start position tried; a set of more than 16 bytes
- * costs one more step per 16 bytes each time it is scanned, and a back
- * reference or a replacement string one per 16 bytes compared or
- * scanned.  So the work between two steps is bounded by a constant, and
- * a budget that runs out stops the walk, whatever the pattern.
+ * the walk), one iteration of the * + - expansion loops, forwards or
+ * back, one byte scanned by %b, one start position tried or skipped,
+ * one escape of a replacement string.  A set of 32 bytes or more costs
+ * one more step per 16 of its bytes each time it is read; memchr() over
+ * start positions, a back reference, a replacement string and a plain
+ * search cost one per 16 bytes they scan, compare or copy.  So the
+ * work between two steps is bounded by a constant, and a budget that
+ * runs out stops the walk, whatever the pattern.
+ *
+ * Two shortcuts, neither of which changes a result or an error: start
+ * positions where the pattern's first item cannot match are skipped
+ * (memchr() for a plain byte), and the expansion loops try the rest of
+ * the pattern only where the byte it must start with is.
  *
  * A budget that runs out, like every error here, longjmps out of the
  * walk: nothing is allocated but on the Lua stack and in luaL_Buffer.
@@ -64,6 +71,66 @@
     } while (0)
 
 
+/*
+ * The classes of the bytes, in ASCII and no locale, as LuaJIT's lj_char
+ * has them; Z is the NUL, for %z.
+ */
+
+#define C  0x01     /* %c */
+#define S  0x02     /* %s */
+#define P  0x04     /* %p */
+#define D  0x08     /* %d */
+#define X  0x10     /* %x */
+#define U  0x20     /* %u */
+#define L  0x40     /* %l */
+#define Z  0x80     /* %z */
+
+static const u_char  sandbox_pattern_ctype[256] = {
+    Z|C, C, C, C, C, C, C, C,                                        /* 00 */
+    C, C|S, C|S, C|S, C|S, C|S, C, C,                                /* 08 */
+    C, C, C, C, C, C, C, C,                                          /* 10 */
+    C, C, C, C, C, C, C, C,                                          /* 18 */
+    S, P, P, P, P, P, P, P,                                          /* 20 */
+    P, P, P, P, P, P, P, P,                                          /* 28 */
+    D|X, D|X, D|X, D|X, D|X, D|X, D|X, D|X,                          /* 30 */
+    D|X, D|X, P, P, P, P, P, P,                                      /* 38 */
+    P, X|U, X|U, X|U, X|U, X|U, X|U, U,                              /* 40 */
+    U, U, U, U, U, U, U, U,                                          /* 48 */
+    U, U, U, U, U, U, U, U,                                          /* 50 */
+    U, U, U, P, P, P, P, P,                                          /* 58 */
+    P, X|L, X|L, X|L, X|L, X|L, X|L, L,                              /* 60 */
+    L, L, L, L, L, L, L, L,                                          /* 68 */
+    L, L, L, L, L, L, L, L,                                          /* 70 */
+    L, L, L, P, P, P, P, C,                                          /* 78 */
+    /* 80-ff: none */
+};
+
+/* the bytes of each class letter, in either case */
+
+static const u_char  sandbox_pattern_classes[256] = {
+    ['a'] = U|L,        ['A'] = U|L,
+    ['c'] = C,          ['C'] = C,
+    ['d'] = D,          ['D'] = D,
+    ['g'] = P|D|U|L,    ['G'] = P|D|U|L,
+    ['l'] = L,          ['L'] = L,
+    ['p'] = P,          ['P'] = P,
+    ['s'] = S,          ['S'] = S,
+    ['u'] = U,          ['U'] = U,
+    ['w'] = D|U|L,      ['W'] = D|U|L,
+    ['x'] = X,          ['X'] = X,
+    ['z'] = Z,          ['Z'] = Z
+};
+
+#undef C
+#undef S
+#undef P
+#undef D
+#undef X
+#undef U
+#undef L
+#undef Z
+
+
 typedef struct {
     const u_char               *start;
     ptrdiff_t                   len;
@@ -76,6 +143,8 @@ typedef struct {
     const u_char               *end;        /* its end, a NUL */
     int                         level;      /* captures opened */
     int                         depth;      /* walks nested */
+    const u_char               *first;      /* every match starts with it */
+    const u_char               *first_end;
     sandbox_pattern_capture_t   capture[SANDBOX_PATTERN_MAXCAPTURES];
 } sandbox_pattern_state_t;
 
@@ -86,6 +155,10 @@ static void sandbox_pattern_add_value(sandbox_pattern_state_t *st,
     luaL_Buffer *b, const u_char *s, const u_char *e, int tr);
 static void sandbox_pattern_add_string(sandbox_pattern_state_t *st,
     luaL_Buffer *b, const u_char *s, const u_char *e);
+static void sandbox_pattern_first(sandbox_pattern_state_t *st,
+    const u_char *p);
+static const u_char *sandbox_pattern_skip(sandbox_pattern_state_t *st,
+    const u_char *q);
 static int sandbox_pattern_push_captures(sandbox_pattern_state_t *st,
     const u_char *s, const u_char *e);
 static void sandbox_pattern_push_capture(sandbox_pattern_state_t *st,
@@ -97,6 +170,8 @@ static const u_char *sandbox_pattern_greedy(sandbox_pattern_state_t *st,
     const u_char *s, const u_char *p, const u_char *ep);
 static const u_char *sandbox_pattern_lazy(sandbox_pattern_state_t *st,
     const u_char *s, const u_char *p, const u_char *ep);
+static int sandbox_pattern_next_byte(sandbox_pattern_state_t *st,
+    const u_char *p);
 static const u_char *sandbox_pattern_open(sandbox_pattern_state_t *st,
     const u_char *s, const u_char *p, ptrdiff_t what);
 static const u_char *sandbox_pattern_close(sandbox_pattern_state_t *st,
@@ -107,10 +182,11 @@ static const u_char *sandbox_pattern_backref(sandbox_pattern_state_t *st,
     const u_char *s, int l);
 static const u_char *sandbox_pattern_class_end(sandbox_pattern_state_t *st,
     const u_char *p);
-static int sandbox_pattern_single(int c, const u_char *p,
+static inline int sandbox_pattern_single(int c, const u_char *p,
     const u_char *ep);
-static int sandbox_pattern_set(int c, const u_char *p, const u_char *ec);
-static int sandbox_pattern_class(int c, int cl);
+static inline int sandbox_pattern_set(int c, const u_char *p,
+    const u_char *ec);
+static inline int sandbox_pattern_class(int c, int cl);
 
 static int32_t sandbox_pattern_optint(lua_State *L, int narg, int32_t def);
 static int sandbox_pattern_has_specials(const u_char *p, size_t len);
@@ -178,12 +254,22 @@ sandbox_pattern_gsub(lua_State *L)
     st.src = s;
     st.end = s + len;
 
+    sandbox_pattern_first(&st, anchor ? NULL : p);
+
     /* the bytes from copied to s are kept as they are, added in one go */
 
     copied = s;
     n = 0;
 
     while (n < max) {
+
+        if (st.first != NULL) {
+            s = sandbox_pattern_skip(&st, s);
+            if (s == st.end) {
+                break;
+            }
+        }
+
         sandbox_budget_step(L);
 
         st.level = 0;
@@ -289,9 +375,19 @@ sandbox_pattern_find_aux(lua_State *L, int find)
     st.src = s;
     st.end = s + len;
 
+    sandbox_pattern_first(&st, anchor ? NULL : p);
+
     q = s + init;
 
-    do {
+    for ( ;; ) {
+
+        if (st.first != NULL) {
+            q = sandbox_pattern_skip(&st, q);
+            if (q == st.end) {
+                break;
+            }
+        }
+
         sandbox_budget_step(L);
 
         st.level = 0;
@@ -309,7 +405,12 @@ sandbox_pattern_find_aux(lua_State *L, int find)
             return sandbox_pattern_push_captures(&st, q, e);
         }
 
-    } while (q++ < st.end && !anchor);
+        if (q == st.end || anchor) {
+            break;
+        }
+
+        q++;
+    }
 
     lua_pushnil(L);
 
@@ -335,7 +436,17 @@ sandbox_pattern_gmatch_next(lua_State *L)
     st.src = s;
     st.end = s + len;
 
+    sandbox_pattern_first(&st, p);
+
     for (q = s + pos; q <= st.end; q++) {
+
+        if (st.first != NULL) {
+            q = sandbox_pattern_skip(&st, q);
+            if (q == st.end) {
+                break;
+            }
+        }
+
         sandbox_budget_step(L);
 
         st.level = 0;
@@ -355,6 +466,130 @@ sandbox_pattern_gmatch_next(lua_State *L)
     }
 
     return 0;
+}
+
+
+/*
+ * The first item of the pattern p (NULL: anchored), when every match must
+ * start with a byte that it matches: a byte, %class or [set], alone or
+ * with "+", after at most a few "(".  The start positions where that
+ * item fails can be skipped: the walk would fail there at that item,
+ * before anything that can raise.  Never raises itself: a malformed item
+ * is no filter.
+ */
+
+static void
+sandbox_pattern_first(sandbox_pattern_state_t *st, const u_char *p)
+{
+    int            n;
+    const u_char  *q;
+
+    st->first = NULL;
+
+    if (p == NULL) {
+        return;
+    }
+
+    for (n = 0; *p == '(' && n < 8; n++) {
+        p += (p[1] == ')') ? 2 : 1;
+    }
+
+    switch (*p) {
+
+    case '\0':
+    case '(':
+    case ')':
+    case '.':
+        return;
+
+    case '$':
+        if (p[1] == '\0') {
+            return;
+        }
+
+        q = p + 1;
+        break;
+
+    case SANDBOX_PATTERN_ESC:
+        if (p[1] == '\0' || p[1] == 'b' || p[1] == 'f'
+            || sandbox_pattern_digit(p[1]))
+        {
+            return;
+        }
+
+        q = p + 2;
+        break;
+
+    case '[':
+        q = p + 1;
+
+        if (*q == '^') {
+            q++;
+        }
+
+        do {
+            if (*q == '\0') {
+                return;
+            }
+
+            if (*q++ == SANDBOX_PATTERN_ESC && *q != '\0') {
+                q++;
+            }
+
+        } while (*q != ']');
+
+        q++;
+        break;
+
+    default:
+        q = p + 1;
+        break;
+    }
+
+    if (*q == '*' || *q == '?' || *q == '-') {
+        return;
+    }
+
+    st->first = p;
+    st->first_end = q;
+}
+
+
+/* from q to the next start position that the first item allows, or end */
+
+static const u_char *
+sandbox_pattern_skip(sandbox_pattern_state_t *st, const u_char *q)
+{
+    int64_t        extra;
+    const u_char  *p, *ep, *r;
+
+    p = st->first;
+    ep = st->first_end;
+
+    if (*p != SANDBOX_PATTERN_ESC && *p != '[') {
+        r = memchr(q, *p, st->end - q);
+        if (r == NULL) {
+            r = st->end;
+        }
+
+        sandbox_pattern_charge(st->L, (r - q) / 16);
+
+        return r;
+    }
+
+    extra = (ep - p >= 32) ? (ep - p) / 16 : 0;
+
+    while (q < st->end && !sandbox_pattern_single(*q, p, ep)) {
+        sandbox_budget_step(st->L);
+
+        if (extra) {
+            sandbox_pattern_charge(st->L, extra);
+        }
+
+        q++;
+    }
+
+    return q;
 }
 
 
@@ -444,6 +679,9 @@ sandbox_pattern_add_string(sandbox_pattern_state_t *st, luaL_Buffer *b,
 
         r = esc + 1;
 
+        /* an escape is a step, and so is every 16 bytes it copies */
+        sandbox_budget_step(st->L);
+
         if (!sandbox_pattern_digit(*r)) {
             luaL_addchar(b, (char) *r);
             r++;
@@ -453,6 +691,7 @@ sandbox_pattern_add_string(sandbox_pattern_state_t *st, luaL_Buffer *b,
         i = *r++ - '1';
 
         if (i < 0) {
+            sandbox_pattern_charge(st->L, (e - s) / 16);
             luaL_addlstring(b, (const char *) s, e - s);
             continue;
         }
@@ -462,6 +701,7 @@ sandbox_pattern_add_string(sandbox_pattern_state_t *st, luaL_Buffer *b,
         cap = &st->capture[i];
 
         if (i < st->level && cap->len >= 0) {
+            sandbox_pattern_charge(st->L, cap->len / 16);
             luaL_addlstring(b, (const char *) cap->start, cap->len);
             continue;
         }
@@ -689,6 +929,7 @@ static const u_char *
 sandbox_pattern_greedy(sandbox_pattern_state_t *st, const u_char *s,
     const u_char *p, const u_char *ep)
 {
+    int            c;
     int64_t        extra;
     ptrdiff_t      i;
     const u_char  *r;
@@ -707,10 +948,18 @@ sandbox_pattern_greedy(sandbox_pattern_state_t *st, const u_char *s,
         i++;
     }
 
+    c = sandbox_pattern_next_byte(st, ep + 1);
+
     for ( ;; ) {
-        r = sandbox_pattern_walk(st, s + i, ep + 1);
-        if (r != NULL) {
-            return r;
+
+        if (c < 0 || (s + i < st->end && s[i] == c)) {
+            r = sandbox_pattern_walk(st, s + i, ep + 1);
+            if (r != NULL) {
+                return r;
+            }
+
+        } else {
+            sandbox_budget_step(st->L);
         }
 
         if (i == 0) {
@@ -728,15 +977,21 @@ static const u_char *
 sandbox_pattern_lazy(sandbox_pattern_state_t *st, const u_char *s,
     const u_char *p, const u_char *ep)
 {
+    int            c;
     int64_t        extra;
     const u_char  *r;
 
     extra = (ep - p >= 32) ? (ep - p) / 16 : 0;
 
+    c = sandbox_pattern_next_byte(st, ep + 1);
+
     for ( ;; ) {
-        r = sandbox_pattern_walk(st, s, ep + 1);
-        if (r != NULL) {
-            return r;
+
+        if (c < 0 || (s < st->end && *s == c)) {
+            r = sandbox_pattern_walk(st, s, ep + 1);
+            if (r != NULL) {
+                return r;
+            }
         }
 
         if (s >= st->end || !sandbox_pattern_single(*s, p, ep)) {
@@ -751,6 +1006,55 @@ sandbox_pattern_lazy(sandbox_pattern_state_t *st, const u_char *s,
 
         s++;
     }
+}
+
+
+/*
+ * The byte that the rest p of the pattern must start with, after the
+ * ")"s that close captures open now, or -1.  Where it is not there, the
+ * walk of p would fail at that byte before anything that can raise: no
+ * ")" without a capture to close, no nesting past the limit.
+ */
+
+static int
+sandbox_pattern_next_byte(sandbox_pattern_state_t *st, const u_char *p)
+{
+    int            i, open, closes;
+    const u_char  *q;
+
+    for (q = p; *q == ')'; q++) { /* void */ }
+
+    switch (*q) {
+    case '\0': case '(': case SANDBOX_PATTERN_ESC: case '[': case '.':
+    case '$':
+        return -1;
+    }
+
+    if (q[1] == '*' || q[1] == '?' || q[1] == '-') {
+        return -1;
+    }
+
+    closes = q - p;
+
+    if (st->depth + closes + 1 > SANDBOX_PATTERN_MAXDEPTH) {
+        return -1;
+    }
+
+    if (closes > 0) {
+        open = 0;
+
+        for (i = 0; i < st->level; i++) {
+            if (st->capture[i].len == SANDBOX_PATTERN_UNFINISHED) {
+                open++;
+            }
+        }
+
+        if (closes > open) {
+            return -1;
+        }
+    }
+
+    return *q;
 }
 
 
@@ -924,7 +1228,7 @@ sandbox_pattern_class_end(sandbox_pattern_state_t *st, const u_char *p)
 }
 
 
-static int
+static inline int
 sandbox_pattern_single(int c, const u_char *p, const u_char *ep)
 {
     switch (*p) {
@@ -946,7 +1250,7 @@ sandbox_pattern_single(int c, const u_char *p, const u_char *ep)
 
 /* c in the set from p, its "[", to ec, its "]" */
 
-static int
+static inline int
 sandbox_pattern_set(int c, const u_char *p, const u_char *ec)
 {
     int  in;
@@ -983,65 +1287,20 @@ sandbox_pattern_set(int c, const u_char *p, const u_char *ec)
 }
 
 
-/* %cl: a class in ASCII, no locale, as LuaJIT's lj_char; else cl itself */
+/* %cl: a class, or else the byte cl itself; upper case complements */
 
-static int
+static inline int
 sandbox_pattern_class(int c, int cl)
 {
-    int  r;
+    int  m, r;
 
-    switch (cl | 0x20) {
+    m = sandbox_pattern_classes[cl];
 
-    case 'a':
-        r = (unsigned) ((c | 0x20) - 'a') < 26;
-        break;
-
-    case 'c':
-        r = c < 0x20 || c == 0x7f;
-        break;
-
-    case 'd':
-        r = sandbox_pattern_digit(c);
-        break;
-
-    case 'g':
-        r = c > 0x20 && c < 0x7f;
-        break;
-
-    case 'l':
-        r = (unsigned) (c - 'a') < 26;
-        break;
-
-    case 'p':
-        r = c > 0x20 && c < 0x7f && !sandbox_pattern_digit(c)
-            && (unsigned) ((c | 0x20) - 'a') >= 26;
-        break;
-
-    case 's':
-        r = c == ' ' || (unsigned) (c - '\t') < 5;
-        break;
-
-    case 'u':
-        r = (unsigned) (c - 'A') < 26;
-        break;
-
-    case 'w':
-        r = sandbox_pattern_digit(c) || (unsigned) ((c | 0x20) - 'a') < 26;
-        break;
-
-    case 'x':
-        r = sandbox_pattern_digit(c) || (unsigned) ((c | 0x20) - 'a') < 6;
-        break;
-
-    case 'z':
-        r = (c == 0);
-        break;
-
-    default:
+    if (m == 0) {
         return cl == c;
     }
 
-    /* only letters fold into the cases above; upper case complements */
+    r = (sandbox_pattern_ctype[c] & m) != 0;
 
     return (cl & 0x20) ? r : !r;
 }

@@ -128,8 +128,16 @@ function _M.serve(opts)
     if status ~= 0 then
         ngx.status = status
     end
-    ngx.print(buf)
-    return ngx.exit(ngx.HTTP_OK)
+
+    -- one say, the usual case: no table for ngx.print to walk
+    local n = #buf
+    if n == 2 and buf[2] == "\n" then
+        return ngx.say(buf[1])
+    end
+    if n == 1 then
+        return ngx.print(buf[1])
+    end
+    return ngx.print(buf)
 end
 
 

@@ -6,7 +6,7 @@
 -- charge the bytes they produce or read, one instruction per 64 bytes
 -- (what memcpy does in the time of an interpreted instruction or two),
 -- after the call (one call is bounded by the memory budget, which the
--- allocator enforces).  The functions of this file are interpreted, like
+-- allocator enforces).  The functions scripts call are interpreted, like
 -- the scripts, so that the count hook sees their own loops too.
 -- README.md, "The sandbox", lists every function and its bound.
 
@@ -24,6 +24,7 @@ local floor = math.floor
 local next = next
 local pairs = pairs
 local select = select
+local rawset = rawset
 local setmetatable = setmetatable
 local tonumber = tonumber
 local tostring = tostring
@@ -390,8 +391,21 @@ local function out(newline, ...)
     return 1
 end
 
-local function say(...)
-    return out(true, ...)
+-- one string: the common case, without the loop
+local function say(v, ...)
+    if type(v) == "string" and select("#", ...) == 0 then
+        local r = run
+        local size = r.out + #v + 1
+        if size > r.output then
+            stop("output")
+        end
+        r.out = size
+        local buf = r.buf
+        buf[#buf + 1] = v
+        buf[#buf + 1] = "\n"
+        return 1
+    end
+    return out(true, v, ...)
 end
 
 local function print(...)
@@ -451,40 +465,91 @@ local function view(t, own)
 end
 
 
+-- the globals scripts share: functions, nothing a script can write into
+local BASE = {
+    assert = assert, error = error, ipairs = ipairs, next = next,
+    pairs = pairs, select = select, tonumber = sandbox_tonumber,
+    tostring = sandbox_tostring, type = type, unpack = unpack,
+    rawequal = rawequal, rawget = rawget,
+}
+
+-- read-only, so all requests share it
+local VAR = setmetatable({}, var_mt)
+
+-- read-only views: writes raise, reads fall through
+local function read_only(t, what)
+    return setmetatable({}, {
+        __index = t,
+        __newindex = function()
+            error(what .. " is read-only in the sandbox", 2)
+        end,
+        __metatable = false,
+    })
+end
+
+-- ngx: each request writes into a view of its own
+local NGX = {
+    say = say, print = print, exit = exit, var = VAR,
+    req = read_only({ get_headers = get_headers,
+                      get_uri_args = get_uri_args }, "ngx.req"),
+    HTTP_OK = 200, HTTP_NOT_FOUND = 404,
+    HTTP_BAD_REQUEST = 400, HTTP_FORBIDDEN = 403,
+}
+
+local ngx_mt = { __index = NGX, __metatable = false }
+
+-- the tables each request has its own of, made when a script first
+-- reads them (a script that only says hello makes one)
+local OWN = {
+    string = function()
+        return view(string_lib)
+    end,
+    table = function()
+        return view(table_lib)
+    end,
+    math = function()
+        return view(math_lib, { random = new_random() })
+    end,
+    json = function()
+        return { encode = encode, decode = decode }
+    end,
+}
+
+local env_mt = {
+    __metatable = false,
+    __index = function(env, k)
+        local v = BASE[k]
+        if v == nil then
+            local make = OWN[k]
+            if make == nil then
+                return nil
+            end
+            v = make()
+        end
+        rawset(env, k, v)
+        return v
+    end,
+}
+
+
 -- Starts a run: its environment, and the state the library keeps for it
 -- (output buffer and budget, exit status).  One at a time.
 function _M.begin(output)
     run = { buf = {}, out = 0, output = output, exit = 0, named = 0 }
-
-    local env = {
-        assert = assert, error = error, ipairs = ipairs, next = next,
-        pairs = pairs, select = select, tonumber = sandbox_tonumber,
-        tostring = sandbox_tostring, type = type, unpack = unpack,
-        rawequal = rawequal, rawget = rawget,
-
-        string = view(string_lib),
-        table = view(table_lib),
-        math = view(math_lib, { random = new_random() }),
-
-        ngx = {
-            say = say, print = print, exit = exit,
-            var = setmetatable({}, var_mt),
-            req = { get_headers = get_headers,
-                    get_uri_args = get_uri_args },
-            HTTP_OK = 200, HTTP_NOT_FOUND = 404,
-            HTTP_BAD_REQUEST = 400, HTTP_FORBIDDEN = 403,
-        },
-
-        json = { encode = encode, decode = decode },
-    }
-
-    return env, run
+    -- ngx now: nearly every script reads it
+    return setmetatable({ ngx = setmetatable({}, ngx_mt) }, env_mt), run
 end
 
 -- Ends the run begun last.
 function _M.finish()
     run = nil
 end
+
+
+-- the trusted side runs compiled
+jit.on(view)
+jit.on(_M.begin)
+jit.on(_M.finish)
 
 
 return _M
