@@ -24,7 +24,14 @@ ROUTE_LDFLAGS ?=
 ROUTE_BENCH_CFLAGS ?= -O2 -g -Wall -Wextra -Werror -std=c99 -D_GNU_SOURCE
 ROUTE_BENCH_LIBS ?= -lpcre2-8
 
-ROUTE_CORE_DEPS := validators/route_name.c validators/route_name.h
+# the core: the grammar and its walk, and the SSE2 fast path beside it
+ROUTE_CORE_SRCS := validators/route_name.c validators/route_name_sse2.c
+ROUTE_CORE_HDRS := validators/route_name.h validators/route_name_sse2.h
+ROUTE_CORE_DEPS := $(ROUTE_CORE_SRCS) $(ROUTE_CORE_HDRS)
+ROUTE_CORE_OBJS := $(patsubst validators/%.c,$(BUILD)/obj/%.o,\
+                     $(ROUTE_CORE_SRCS))
+ROUTE_BENCH_CORE_OBJS := $(patsubst validators/%.c,$(BUILD)/obj/bench/%.o,\
+                           $(ROUTE_CORE_SRCS))
 
 ROUTE_BINS := \
 	$(BUILD)/bin/route-check \
@@ -33,9 +40,9 @@ ROUTE_BINS := \
 	$(BUILD)/bin/route-name-fuzz-replay
 
 
-$(BUILD)/obj/route_name.o: $(ROUTE_CORE_DEPS)
+$(ROUTE_CORE_OBJS): $(BUILD)/obj/%.o: validators/%.c $(ROUTE_CORE_HDRS)
 	@mkdir -p $(@D)
-	$(ROUTE_CC) $(ROUTE_CFLAGS) -c -o $@ validators/route_name.c
+	$(ROUTE_CC) $(ROUTE_CFLAGS) -c -o $@ $<
 
 $(BUILD)/obj/route_check.o: validators/route_check.c validators/route_name.h
 	@mkdir -p $(@D)
@@ -68,9 +75,10 @@ $(BUILD)/obj/fuzz/replay.o: validators/fuzz/replay.c
 	@mkdir -p $(@D)
 	$(ROUTE_CC) $(ROUTE_CFLAGS) -c -o $@ validators/fuzz/replay.c
 
-$(BUILD)/obj/bench/route_name.o: $(ROUTE_CORE_DEPS)
+$(ROUTE_BENCH_CORE_OBJS): $(BUILD)/obj/bench/%.o: validators/%.c \
+		$(ROUTE_CORE_HDRS)
 	@mkdir -p $(@D)
-	$(ROUTE_CC) $(ROUTE_BENCH_CFLAGS) -c -o $@ validators/route_name.c
+	$(ROUTE_CC) $(ROUTE_BENCH_CFLAGS) -c -o $@ $<
 
 $(BUILD)/obj/bench/route_name_bench.o: bench/route_name_bench.c \
 		validators/route_name.h
@@ -79,33 +87,30 @@ $(BUILD)/obj/bench/route_name_bench.o: bench/route_name_bench.c \
 		bench/route_name_bench.c
 
 
-$(BUILD)/bin/route-check: $(BUILD)/obj/route_check.o \
-		$(BUILD)/obj/route_name.o
+$(BUILD)/bin/route-check: $(BUILD)/obj/route_check.o $(ROUTE_CORE_OBJS)
 	@mkdir -p $(@D)
 	$(ROUTE_CC) $(ROUTE_CFLAGS) $(ROUTE_LDFLAGS) -o $@ $^
 
 $(BUILD)/bin/route-name-test: $(BUILD)/obj/route_name_test.o \
-		$(BUILD)/obj/route_name.o
+		$(ROUTE_CORE_OBJS)
 	@mkdir -p $(@D)
 	$(ROUTE_CC) $(ROUTE_CFLAGS) $(ROUTE_LDFLAGS) -o $@ $^
 
 $(BUILD)/bin/route-name-bench: $(BUILD)/obj/bench/route_name_bench.o \
-		$(BUILD)/obj/bench/route_name.o
+		$(ROUTE_BENCH_CORE_OBJS)
 	@mkdir -p $(@D)
 	$(ROUTE_CC) $(ROUTE_BENCH_CFLAGS) $(ROUTE_LDFLAGS) -o $@ $^ \
 		$(ROUTE_BENCH_LIBS)
 
 $(BUILD)/bin/route-name-fuzz-replay: $(BUILD)/obj/fuzz/replay.o \
 		$(BUILD)/obj/fuzz/route_name_fuzz.o \
-		$(BUILD)/obj/fuzz/route_name_pcre_fuzz.o \
-		$(BUILD)/obj/route_name.o
+		$(BUILD)/obj/fuzz/route_name_pcre_fuzz.o $(ROUTE_CORE_OBJS)
 	@mkdir -p $(@D)
 	$(ROUTE_CC) $(ROUTE_CFLAGS) $(ROUTE_LDFLAGS) -o $@ $^ -lpcre2-8
 
 
 # a compiler and libpcre2-dev come from the Debian packages
-$(BUILD)/obj/route_name.o $(BUILD)/obj/route_check.o \
-$(BUILD)/obj/route_name_test.o $(BUILD)/obj/bench/route_name.o \
-$(BUILD)/obj/bench/route_name_bench.o $(BUILD)/obj/fuzz/route_name_fuzz.o \
-$(BUILD)/obj/fuzz/route_name_pcre_fuzz.o $(BUILD)/obj/fuzz/replay.o: \
-		| $(BUILD)/.deps
+$(ROUTE_CORE_OBJS) $(ROUTE_BENCH_CORE_OBJS) $(BUILD)/obj/route_check.o \
+$(BUILD)/obj/route_name_test.o $(BUILD)/obj/bench/route_name_bench.o \
+$(BUILD)/obj/fuzz/route_name_fuzz.o $(BUILD)/obj/fuzz/route_name_pcre_fuzz.o \
+$(BUILD)/obj/fuzz/replay.o: | $(BUILD)/.deps

@@ -2,7 +2,10 @@
 /*
  * Copyright (C) The gateway authors
  *
- * Types shared by the route guard module and its verdict cache.
+ * What the route guard's files share: the module
+ * (ngx_http_route_guard_module.c), its verdict cache
+ * (ngx_http_route_guard_cache.c), and the inotify watches that the cache
+ * and the modules tree rely on (ngx_http_route_guard_watch.c).
  */
 
 
@@ -13,9 +16,6 @@
 #include <ngx_config.h>
 #include <ngx_core.h>
 #include <ngx_http.h>
-
-
-#define NGX_HTTP_ROUTE_GUARD_SUFFIX  ".lua"
 
 
 typedef enum {
@@ -96,12 +96,60 @@ void ngx_http_route_guard_cache_store(ngx_http_route_guard_cache_t *cache,
     ngx_uint_t cacheable);
 
 /*
- * Starts and stops the worker's caches, one per root in "roots", and the
- * watch of the modules tree (NUL-terminated "modules", or empty).
+ * Starts the worker's caches, one per root in "roots", once the inotify
+ * connection is up, and frees them.
  */
 ngx_int_t ngx_http_route_guard_cache_init(ngx_cycle_t *cycle,
-    ngx_array_t *roots, ngx_str_t *modules);
+    ngx_array_t *roots);
 void ngx_http_route_guard_cache_exit(void);
+
+
+/*
+ * The worker's inotify watches (ngx_http_route_guard_watch.c), one record
+ * per watch descriptor: a directory along the routes of a root ("cache"
+ * set, "dir" relative to the root, empty for the root itself), or one of
+ * the modules tree ("cache" NULL, "dir" its absolute path).
+ */
+
+struct inotify_event;
+
+typedef struct {
+    ngx_rbtree_node_t               node;   /* key: the watch descriptor */
+    ngx_http_route_guard_cache_t   *cache;
+    ngx_str_t                       dir;
+} ngx_http_route_guard_watch_t;
+
+
+/*
+ * Opens the inotify connection; NGX_DECLINED (logged) when there is none:
+ * routes are then checked on every request, and the modules tree is not
+ * watched.  exit() closes it and frees every watch.
+ */
+ngx_int_t ngx_http_route_guard_watch_init(ngx_cycle_t *cycle);
+void ngx_http_route_guard_watch_exit(void);
+
+/*
+ * Watches the directory "path" for "cache" (NULL: the modules tree); see
+ * ngx_http_route_guard_watch.c.  drop() removes every watch of "cache"
+ * but the one with descriptor "keep".
+ */
+ngx_int_t ngx_http_route_guard_watch_add(ngx_http_route_guard_cache_t *cache,
+    u_char *path, ngx_str_t *dir, ngx_uint_t follow,
+    ngx_http_route_guard_watch_t **watch);
+void ngx_http_route_guard_watch_drop(ngx_http_route_guard_cache_t *cache,
+    int keep);
+
+/* What the watches hand to the caches: one event, or "events were lost". */
+void ngx_http_route_guard_cache_event(ngx_http_route_guard_watch_t *w,
+    struct inotify_event *ie);
+void ngx_http_route_guard_cache_reset_all(void);
+
+/*
+ * The modules tree (NUL-terminated "modules"), watched for the Lua side's
+ * gateway.modules, which unloads the user modules that changed: not for
+ * the guard's verdicts.
+ */
+void ngx_http_route_guard_watch_modules(ngx_str_t *modules);
 
 /*
  * For the Lua side, through the FFI: a number that changes whenever

@@ -24,9 +24,6 @@
 #define NGX_HTTP_ROUTE_GUARD_LOG_NAME     64
 #define NGX_HTTP_ROUTE_GUARD_OPEN_TRIES   3
 
-/* the first byte of a LuaJIT bytecode dump */
-#define NGX_HTTP_ROUTE_GUARD_BC_MAGIC     0x1b
-
 
 typedef struct {
     ngx_array_t                     roots;  /* ngx_http_route_guard_root_t * */
@@ -114,7 +111,7 @@ static ngx_conf_num_bounds_t  ngx_http_route_guard_segments_bounds = {
 /* a segment plus ".lua" must fit a file name (NAME_MAX) */
 static ngx_conf_num_bounds_t  ngx_http_route_guard_segment_bounds = {
     ngx_conf_check_num_bounds, 1,
-    NAME_MAX - (sizeof(NGX_HTTP_ROUTE_GUARD_SUFFIX) - 1)
+    NAME_MAX - ROUTE_NAME_SUFFIX_LEN
 };
 
 static ngx_conf_num_bounds_t  ngx_http_route_guard_status_bounds = {
@@ -452,7 +449,7 @@ ngx_http_route_guard_open(ngx_http_request_t *r,
     ngx_memzero(v, sizeof(ngx_http_route_guard_verdict_t));
 
     p = ngx_pnalloc(r->pool, root->path.len + 1 + name->len
-                             + sizeof(NGX_HTTP_ROUTE_GUARD_SUFFIX));
+                             + sizeof(ROUTE_NAME_SUFFIX));
     if (p == NULL) {
         v->result = NGX_HTTP_ROUTE_GUARD_ERROR;
         return;
@@ -464,8 +461,8 @@ ngx_http_route_guard_open(ngx_http_request_t *r,
     *p++ = '/';
     relative = p;
     p = ngx_cpymem(p, name->data, name->len);
-    p = ngx_cpymem(p, NGX_HTTP_ROUTE_GUARD_SUFFIX,
-                   sizeof(NGX_HTTP_ROUTE_GUARD_SUFFIX));
+    p = ngx_cpymem(p, ROUTE_NAME_SUFFIX,
+                   sizeof(ROUTE_NAME_SUFFIX));
 
     v->script.len = p - 1 - v->script.data;
 
@@ -567,7 +564,7 @@ ngx_http_route_guard_open(ngx_http_request_t *r,
         return;
     }
 
-    v->bytecode = (n == 1 && first == NGX_HTTP_ROUTE_GUARD_BC_MAGIC);
+    v->bytecode = (n == 1 && first == ROUTE_NAME_BYTECODE_MARK);
 
     if (close(fd) == -1) {
         ngx_log_error(NGX_LOG_ALERT, r->connection->log, ngx_errno,
@@ -1238,6 +1235,7 @@ ngx_http_route_guard_ffi_identity(ngx_http_request_t *r, double *size,
 static ngx_int_t
 ngx_http_route_guard_init_process(ngx_cycle_t *cycle)
 {
+    ngx_int_t                          rc;
     ngx_http_route_guard_main_conf_t  *rgmcf;
 
     if (ngx_process != NGX_PROCESS_WORKER
@@ -1253,13 +1251,29 @@ ngx_http_route_guard_init_process(ngx_cycle_t *cycle)
         return NGX_OK;
     }
 
-    return ngx_http_route_guard_cache_init(cycle, &rgmcf->roots,
-                                           &rgmcf->modules);
+    /* without inotify, no verdict is cached and no module is unloaded */
+
+    rc = ngx_http_route_guard_watch_init(cycle);
+
+    if (rc != NGX_OK) {
+        return (rc == NGX_DECLINED) ? NGX_OK : rc;
+    }
+
+    if (ngx_http_route_guard_cache_init(cycle, &rgmcf->roots) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    if (rgmcf->modules.len) {
+        ngx_http_route_guard_watch_modules(&rgmcf->modules);
+    }
+
+    return NGX_OK;
 }
 
 
 static void
 ngx_http_route_guard_exit_process(ngx_cycle_t *cycle)
 {
+    ngx_http_route_guard_watch_exit();
     ngx_http_route_guard_cache_exit();
 }

@@ -40,12 +40,6 @@
 #define ROUTE_CHECK_EXIT_REJECTED   1
 #define ROUTE_CHECK_EXIT_ERROR      2
 
-#define ROUTE_CHECK_SUFFIX          ".lua"
-#define ROUTE_CHECK_SUFFIX_LEN      (sizeof(ROUTE_CHECK_SUFFIX) - 1)
-
-/* the first byte of a PUC Lua or LuaJIT bytecode dump: "\033Lua", "\033LJ" */
-#define ROUTE_CHECK_BYTECODE_MARK   0x1b
-
 
 typedef struct {
     route_name_limits_t   limits;
@@ -529,12 +523,12 @@ route_check_script(route_check_tree_t *tree, int dfd, const char *name,
 
     len = strlen(name);
 
-    if (len < ROUTE_CHECK_SUFFIX_LEN
-        || strcmp(name + len - ROUTE_CHECK_SUFFIX_LEN, ROUTE_CHECK_SUFFIX)
+    if (len < ROUTE_NAME_SUFFIX_LEN
+        || strcmp(name + len - ROUTE_NAME_SUFFIX_LEN, ROUTE_NAME_SUFFIX)
            != 0)
     {
         route_check_problem(tree, path,
-                            "not a route script (no " ROUTE_CHECK_SUFFIX
+                            "not a route script (no " ROUTE_NAME_SUFFIX
                             " suffix)");
         return;
     }
@@ -551,7 +545,7 @@ route_check_script(route_check_tree_t *tree, int dfd, const char *name,
     failed = 0;
 
     rc = route_name_check((const unsigned char *) path,
-                          strlen(path) - ROUTE_CHECK_SUFFIX_LEN,
+                          strlen(path) - ROUTE_NAME_SUFFIX_LEN,
                           &tree->limits, NULL);
 
     if (rc != ROUTE_NAME_OK) {
@@ -676,7 +670,7 @@ route_check_content(route_check_tree_t *tree, int fd, const char *path)
         return -1;
     }
 
-    if (n == 1 && c == ROUTE_CHECK_BYTECODE_MARK && !tree->allow_bytecode) {
+    if (n == 1 && c == ROUTE_NAME_BYTECODE_MARK && !tree->allow_bytecode) {
         route_check_problem(tree, path, "bytecode (first byte is ESC)");
         return -1;
     }

@@ -26,6 +26,15 @@
 #define ROUTE_NAME_MAX_SEGMENTS        8
 #define ROUTE_NAME_MAX_SEGMENT_LENGTH  64
 
+/*
+ * What the nginx module and route-check both know of a route's file: the
+ * route "a/b" is the script <root>/a/b.lua, and a script whose first byte
+ * is ESC is a bytecode dump (LuaJIT's "\033LJ", PUC Lua's "\033Lua").
+ */
+#define ROUTE_NAME_SUFFIX              ".lua"
+#define ROUTE_NAME_SUFFIX_LEN          (sizeof(ROUTE_NAME_SUFFIX) - 1)
+#define ROUTE_NAME_BYTECODE_MARK       0x1b
+
 
 typedef struct {
     size_t  max_length;

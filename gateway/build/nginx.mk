@@ -26,7 +26,8 @@ PATCHES        := $(shell sed -e 's/\#.*//' gateway/patches/series)
 PATCH_FILES    := gateway/patches/series $(addprefix gateway/patches/,$(PATCHES))
 
 GUARD_SRCS     := $(wildcard validators/ngx_http_route_guard*.c) \
-                  validators/route_name.c $(wildcard validators/*.h) \
+                  $(wildcard validators/route_name*.c) \
+                  $(wildcard validators/*.h) \
                   validators/config
 
 # the sandbox's C side (gateway/sandbox/config), after lua-nginx-module

@@ -49,12 +49,12 @@ $(BUILD)/fuzz/route-name-fuzz: $(FUZZ_DIR)/route_name_fuzz.c \
 		| $(BUILD)/.fuzz-deps
 	@mkdir -p $(@D)
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -Ivalidators -o $@ \
-		$(FUZZ_DIR)/route_name_fuzz.c validators/route_name.c
+		$(FUZZ_DIR)/route_name_fuzz.c $(ROUTE_CORE_SRCS)
 
 $(BUILD)/fuzz/route-name-pcre-fuzz: $(FUZZ_DIR)/route_name_pcre_fuzz.c \
 		$(FUZZ_DIR)/route_name_fuzz.h $(ROUTE_CORE_DEPS) \
 		| $(BUILD)/.fuzz-deps $(BUILD)/.deps
 	@mkdir -p $(@D)
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -Ivalidators -o $@ \
-		$(FUZZ_DIR)/route_name_pcre_fuzz.c validators/route_name.c \
+		$(FUZZ_DIR)/route_name_pcre_fuzz.c $(ROUTE_CORE_SRCS) \
 		-lpcre2-8
