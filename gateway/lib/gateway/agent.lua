@@ -15,6 +15,7 @@
 local ffi = require "ffi"
 local process = require "ngx.process"
 local status = require "gateway.status"
+local metrics = require "gateway.metrics"
 
 local C = ffi.C
 local ngx = ngx
@@ -130,7 +131,7 @@ local function apply(opts)
                         .. shell_quote(vars.PORT) .. " "
                         .. shell_quote(vars.STATUS_PORT) .. " "
                         .. shell_quote(vars.ROUTES) .. " "
-                        .. shell_quote(vars.LIB) .. " "
+                        .. shell_quote(vars.MODULES or vars.LIB) .. " "
                         .. shell_quote(vars.SANDBOX_ROUTES or "") .. " "
                         .. shell_quote(vars.WORKERS or ""))
 
@@ -180,6 +181,7 @@ local function apply(opts)
     log(NOTICE, "gateway agent: configuration changed and tested, ",
         "reloading nginx")
     status.agent_reloaded(now())
+    metrics.reloaded("config")
 end
 
 

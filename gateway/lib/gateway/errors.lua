@@ -18,6 +18,7 @@
 --
 -- The runtime answers its own errors with send() or exit().
 
+local guard = require "gateway.guard"
 local metrics = require "gateway.metrics"
 
 local ngx = ngx
@@ -25,6 +26,7 @@ local var = ngx.var
 local now = ngx.now
 local req_start_time = ngx.req.start_time
 local concat = table.concat
+local pairs = pairs
 
 
 local _M = { _VERSION = "0.1" }
@@ -55,16 +57,24 @@ _M.MESSAGES = MESSAGES
 
 -- the route guard's refusals: its verdict decides the code, whichever
 -- status the location maps it to
-local BY_REASON = {
-    grammar = "invalid_route_name",
-    missing = "route_not_found",
-    not_regular = "route_unavailable",
-    unreadable = "route_unavailable",
-    symlink_escape = "route_unavailable",
-    bytecode = "route_unavailable",
-    mismatch = "route_unavailable",
-    error = "internal_error",
+local BY_VERDICT = {
+    [guard.GRAMMAR] = "invalid_route_name",
+    [guard.MISSING] = "route_not_found",
+    [guard.NOT_REGULAR] = "route_unavailable",
+    [guard.UNREADABLE] = "route_unavailable",
+    [guard.SYMLINK_ESCAPE] = "route_unavailable",
+    [guard.BYTECODE] = "route_unavailable",
+    [guard.MISMATCH] = "route_unavailable",
+    [guard.ERROR] = "internal_error",
 }
+
+-- the same by the verdict's name, as error_page passes it along
+local BY_REASON = {}
+for result, code in pairs(BY_VERDICT) do
+    BY_REASON[guard.VERDICTS[result]] = code
+end
+
+local OK = guard.VERDICTS[guard.OK]
 
 -- a status a route's script (or the router, for it) ended with
 local BY_ROUTE_STATUS = {
@@ -89,7 +99,7 @@ local BY_STATUS = {
 local function code_of(status, reason)
     local code = BY_REASON[reason]
 
-    if code == nil and reason == "ok" then
+    if code == nil and reason == OK then
         code = BY_ROUTE_STATUS[status]
     end
 
@@ -131,7 +141,7 @@ end
 
 -- For the runtime: the answer when a route's script cannot run.
 function _M.exit(status)
-    return _M.send(status, code_of(status, "ok"))
+    return _M.send(status, code_of(status, OK))
 end
 
 
@@ -147,10 +157,10 @@ function _M.serve()
     local reason = var.arg_reason
     local route = var.arg_route
 
-    if tree and reason and reason ~= "ok" then
+    if tree and reason and reason ~= OK then
         metrics.rejected(tree, reason)
 
-    elseif tree and reason == "ok" and route and route ~= "" then
+    elseif tree and reason == OK and route and route ~= "" then
         metrics.route_request(tree, route, nil, status,
                               now() - req_start_time())
     end

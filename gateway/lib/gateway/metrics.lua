@@ -1,15 +1,13 @@
 -- The gateway's counters, kept in lua_shared_dict gateway_metrics so that
 -- they add up across the workers and outlive a worker that dies (until
--- nginx itself stops), and GET /metrics, their Prometheus text form.
+-- nginx itself stops).  This is the one place counts are kept: GET
+-- /metrics renders them (gateway.metrics.prometheus), GET /status reads
+-- some of them (gateway.status).
 --
 --   location /lua/ {
 --       route_guard  ...;
 --       content_by_lua_block { require("gateway.router").serve() }
 --       log_by_lua_block     { require("gateway.metrics").log("routes") }
---   }
---
---   location = /metrics {            # the operator's listener only
---       content_by_lua_block { require("gateway.metrics").serve() }
 --   }
 --
 -- Label values come from the configuration or from the route guard, never
@@ -19,64 +17,49 @@
 
 local ffi = require "ffi"
 local base = require "resty.core.base"
+local guard = require "gateway.guard"
 
 local C = ffi.C
-local ffi_string = ffi.string
 local get_request = base.get_request
+local guard_verdict = guard.verdict
+local guard_script = guard.script
+local is_rejection = guard.is_rejection
+local VERDICTS = guard.VERDICTS
+local OK = guard.OK
 local ngx = ngx
 local shared = ngx.shared
 local now = ngx.now
 local req_start_time = ngx.req.start_time
 local log = ngx.log
 local WARN = ngx.WARN
-local concat = table.concat
 local sort = table.sort
 local ipairs = ipairs
 local pairs = pairs
 local type = type
-local tostring = tostring
 local tonumber = tonumber
 local floor = math.floor
 local find = string.find
 local sub = string.sub
-local gsub = string.gsub
-local format = string.format
 
 
 ffi.cdef[[
-int ngx_http_route_guard_ffi_script(void *r, const unsigned char **script,
-    size_t *len, unsigned int *version);
-int ngx_http_route_guard_ffi_verdict(void *r, const unsigned char **name,
-    size_t *len);
 int access(const char *path, int mode);
 ]]
 
 
-local _M = { _VERSION = "0.1" }
+local _M = { _VERSION = "0.2" }
 
-
--- the route guard's verdicts, indexed by ngx_http_route_guard_result_e + 1
-local RESULTS = { "ok", "grammar", "missing", "not_regular", "unreadable",
-                  "symlink_escape", "bytecode", "mismatch", "error" }
-_M.RESULTS = RESULTS
-
-local REASONS = {}      -- the rejections: every result but "ok"
-for i = 2, #RESULTS do
-    REASONS[RESULTS[i]] = true
-end
 
 -- upper bounds of the latency buckets, seconds; nginx's clock counts
 -- milliseconds, so the first bucket holds the requests served within one
 local BUCKETS = { 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
                   1, 2.5, 5, 10 }
 local NBUCKETS = #BUCKETS + 1       -- and +Inf
-local LE = {}
-for i = 1, #BUCKETS do
-    LE[i] = tostring(BUCKETS[i])
-end
-LE[NBUCKETS] = "+Inf"
+_M.BUCKETS = BUCKETS
 
-local CLASSES = { "1xx", "2xx", "3xx", "4xx", "5xx" }
+-- status classes 1xx to 5xx are counted as 1 to 5, and 0 for a request
+-- without a status (the client left first): latency only
+local NCLASSES = 5
 
 -- gateway.sandbox's budgets, as it names them when one is exceeded
 -- (pattern steps count as instructions)
@@ -92,15 +75,15 @@ local F_OK = 0
 local MAX_KEYED = 4096
 
 
-local function dict()
+local function counters_dict()
     return shared.gateway_metrics
 end
 
 
 local full_warned = false
 
-local function add(d, key, n)
-    local _, err, forcible = d:incr(key, n, 0)
+local function add(dict, key, n)
+    local _, err, forcible = dict:incr(key, n, 0)
 
     if (err or forcible) and not full_warned then
         full_warned = true
@@ -115,24 +98,38 @@ end
 -- "n <tree> <name> <class> <bucket>" counts the requests of one status
 -- class in one latency bucket: the requests by class and the histogram
 -- are both sums of these, so that a request costs two increments (this
--- and the latency sum), not three.
+-- and the latency sum), not three.  The other counters are "<what>" or
+-- "<what> <label> [<label>]".
+
+local function counter_key(what, label, label2)
+    if label2 then
+        return what .. " " .. label .. " " .. label2
+    end
+
+    if label then
+        return what .. " " .. label
+    end
+
+    return what
+end
+
 
 local keyed = {}        -- tree -> name -> the route's keys
 local by_version = {}   -- tree -> the guard's version -> the same keys
 local nkeyed = 0
 
 
--- every key of the route "<tree> <name>": { id =, sum =, n = { class ->
--- { bucket -> key } } }
+-- every key of the route "<tree> <name>": { id =, sum =, requests =
+-- { class -> { bucket -> key } } }
 local function new_keys(id)
-    local keys = { id = id, n = {}, sum = "duration_sum " .. id }
+    local keys = { id = id, requests = {}, sum = "duration_sum " .. id }
 
-    for c = 0, #CLASSES do
-        local n = {}
+    for class = 0, NCLASSES do
+        local by_bucket = {}
         for b = 1, NBUCKETS do
-            n[b] = "n " .. id .. " " .. c .. " " .. b
+            by_bucket[b] = "n " .. id .. " " .. class .. " " .. b
         end
-        keys.n[c] = n
+        keys.requests[class] = by_bucket
     end
 
     return keys
@@ -176,8 +173,8 @@ local function all_route_keys(id)
     local route = new_keys(id)
     local keys = { "script " .. id, route.sum }
 
-    for c = 0, #CLASSES do
-        for _, key in ipairs(route.n[c]) do
+    for class = 0, NCLASSES do
+        for _, key in ipairs(route.requests[class]) do
             keys[#keys + 1] = key
         end
     end
@@ -197,30 +194,30 @@ local function bucket(elapsed)
 end
 
 
-local function count(d, keys, status, elapsed)
+local function count(dict, keys, status, elapsed)
     local class = floor(status / 100)
-    if class < 1 or class > 5 then
-        class = 0       -- no status (the client left first): latency only
+    if class < 1 or class > NCLASSES then
+        class = 0
     end
 
-    add(d, keys.n[class][bucket(elapsed)], 1)
-    add(d, keys.sum, elapsed)
+    add(dict, keys.requests[class][bucket(elapsed)], 1)
+    add(dict, keys.sum, elapsed)
 end
 
 
 -- Where a route's script is, so that the scrape can tell when it is gone:
 -- recorded by the router at each compile, and by each worker the first
 -- time it counts the route (for routes served without the router).
-local function register(d, keys, script)
+local function register(dict, keys, script)
     keys.registered = true
-    d:set("script " .. keys.id, script)
+    dict:set("script " .. keys.id, script)
 end
 
 
 function _M.register(tree, name, script)
-    local d = dict()
-    if d then
-        register(d, route_keys(tree, name), script)
+    local dict = counters_dict()
+    if dict then
+        register(dict, route_keys(tree, name), script)
     end
 end
 
@@ -228,32 +225,33 @@ end
 -- One request of a route the guard accepted: by status class, and its
 -- latency.  "script" may be nil when the caller does not know it.
 function _M.route_request(tree, name, script, status, elapsed)
-    local d = dict()
-    if not d then
+    local dict = counters_dict()
+    if not dict then
         return
     end
 
     local keys = route_keys(tree, name)
 
     if script and not keys.registered then
-        register(d, keys, script)
+        register(dict, keys, script)
     end
 
-    count(d, keys, status, elapsed)
+    count(dict, keys, status, elapsed)
 end
 
 
 local function bump(key)
-    local d = dict()
-    if d then
-        add(d, key, 1)
+    local dict = counters_dict()
+    if dict then
+        add(dict, key, 1)
     end
 end
 
 
+-- reason: one of the guard's refusals (anything else is not counted)
 function _M.rejected(tree, reason)
-    if REASONS[reason] then
-        bump("rejections " .. tree .. " " .. reason)
+    if is_rejection(reason) then
+        bump(counter_key("rejections", tree, reason))
     end
 end
 
@@ -266,55 +264,48 @@ end
 -- kind: "route" (a worker compiled a changed script), "module" (a changed
 -- module was unloaded), "config" (the agent reloaded nginx)
 function _M.reloaded(kind)
-    bump("reloads " .. kind)
+    bump(counter_key("reloads", kind))
 end
 
 
 function _M.budget_hit(budget)
-    bump("budget_hits " .. budget)
+    bump(counter_key("budget_hits", budget))
 end
-
-
-local name_p = ffi.new("const unsigned char *[1]")
-local len_p = ffi.new("size_t[1]")
-local script_p = ffi.new("const unsigned char *[1]")
-local script_len_p = ffi.new("size_t[1]")
-local version_p = ffi.new("unsigned int[1]")
 
 
 -- From log_by_lua in a location with route_guard: counts the request
 -- under its route when the guard accepted one, under the rejection's
 -- reason otherwise.  "tree" labels the location's routes root.
 function _M.log(tree)
-    local d = dict()
-    if not d then
+    local dict = counters_dict()
+    if not dict then
         return
     end
 
     local r = get_request()
-    local result = C.ngx_http_route_guard_ffi_verdict(r, name_p, len_p)
+    local result = guard_verdict(r)
 
-    if result < 0 then
+    if result == nil then
         return
     end
 
-    if result > 0 then
-        return _M.rejected(tree, RESULTS[result + 1])
+    if result ~= OK then
+        return _M.rejected(tree, VERDICTS[result])
     end
 
     -- the route's keys by the guard's version number: no string is made
     -- for a request of a route this worker has counted before
-    C.ngx_http_route_guard_ffi_script(r, script_p, script_len_p, version_p)
-
-    local version = version_p[0]
+    local version = guard_script(r)
     local versions = by_version[tree]
     local keys = versions and versions[version]
 
     if keys == nil then
-        keys = route_keys(tree, ffi_string(name_p[0], len_p[0]))
+        local _, name = guard_verdict(r, true)
+        keys = route_keys(tree, name)
 
         if not keys.registered then
-            register(d, keys, ffi_string(script_p[0], script_len_p[0]))
+            local _, script = guard_script(r, true)
+            register(dict, keys, script)
         end
 
         -- 0: route_guard_cache off, no versions
@@ -330,27 +321,38 @@ function _M.log(tree)
         end
     end
 
-    return count(d, keys, ngx.status, now() - req_start_time())
+    return count(dict, keys, ngx.status, now() - req_start_time())
+end
+
+
+-- Reading.
+
+-- A counter summed over the workers, nil before its first increment (or
+-- without the dict): ("compiles"), ("compile_failures"), ("reloads",
+-- kind), ("budget_hits", budget), ("rejections", tree, reason).
+function _M.get(what, label, label2)
+    local dict = counters_dict()
+    return dict and dict:get(counter_key(what, label, label2))
 end
 
 
 -- Drops the series of routes whose script is gone: what a deleted route
 -- leaves behind does not grow the output forever.
 function _M.prune()
-    local d = dict()
-    if not d then
+    local dict = counters_dict()
+    if not dict then
         return
     end
 
-    for _, key in ipairs(d:get_keys(0)) do
+    for _, key in ipairs(dict:get_keys(0)) do
         if sub(key, 1, 7) == "script " then
-            local script = d:get(key)
+            local script = dict:get(key)
 
             if script and C.access(script, F_OK) ~= 0 then
                 local id = sub(key, 8)
 
-                for _, k in ipairs(all_route_keys(id)) do
-                    d:delete(k)
+                for _, route_key in ipairs(all_route_keys(id)) do
+                    dict:delete(route_key)
                 end
 
                 -- this worker registers it again if it comes back
@@ -361,251 +363,110 @@ function _M.prune()
 end
 
 
--- Prometheus text exposition format, version 0.0.4.
-
-local function label_value(s)
-    return (gsub(s, '[\\"\n]', { ["\\"] = "\\\\", ['"'] = '\\"',
-                                 ["\n"] = "\\n" }))
-end
-
-
-local function number(v)
-    if v == floor(v) and v < 2^53 and v > -2^53 then
-        return format("%d", v)
-    end
-    return format("%.15g", v)
-end
-
-
-local function header(out, name, kind, help)
-    out[#out + 1] = "# HELP " .. name .. " " .. help .. "\n"
-    out[#out + 1] = "# TYPE " .. name .. " " .. kind .. "\n"
-end
-
-
-local function sample(out, name, labels, v)
-    out[#out + 1] = name .. (labels and "{" .. labels .. "}" or "") .. " "
-                    .. number(v) .. "\n"
-end
-
-
 -- splits "a b c" into its words
 local function words(s)
-    local t = {}
+    local list = {}
     local i = 1
 
     while true do
         local j = find(s, " ", i, true)
         if not j then
-            t[#t + 1] = sub(s, i)
-            return t
+            list[#list + 1] = sub(s, i)
+            return list
         end
-        t[#t + 1] = sub(s, i, j - 1)
+        list[#list + 1] = sub(s, i, j - 1)
         i = j + 1
     end
 end
 
 
-local function route_labels(tree, name)
-    return 'tree="' .. label_value(tree) .. '",route="' .. label_value(name)
-           .. '"'
-end
+-- Everything counted, grouped, or nil without the dict:
+--
+--   routes    a list sorted by tree, then name, of { tree =, name =,
+--             requests = { class -> n }, duration = { bucket -> n },
+--             sum = seconds }: class 0 to 5 (0: no status), bucket 1 to
+--             #BUCKETS + 1 (the last: above every bound)
+--   counters  { compiles = n, compile_failures = n, reloads = { kind ->
+--             n }, budget_hits = { budget -> n }, rejections = { tree ->
+--             { reason -> n } } }, what was counted at least once
+function _M.collect()
+    local dict = counters_dict()
+    if not dict then
+        return nil
+    end
 
-
--- Everything in the dict, grouped: routes[id] = { tree, name, requests =
--- { class -> n }, duration = { bucket -> n }, sum }, and the plain
--- counters by key.
-local function collect(d)
-    local routes = {}
-    local counters = {}
+    local by_id = {}
+    local counters = { reloads = {}, budget_hits = {}, rejections = {} }
 
     local function route(tree, name)
         local id = tree .. " " .. name
-        local r = routes[id]
-        if not r then
-            r = { tree = tree, name = name, requests = {}, duration = {},
-                  sum = 0 }
-            routes[id] = r
+        local entry = by_id[id]
+        if not entry then
+            entry = { tree = tree, name = name, requests = {},
+                      duration = {}, sum = 0 }
+            by_id[id] = entry
         end
-        return r
+        return entry
     end
 
-    for _, key in ipairs(d:get_keys(0)) do
-        local v = d:get(key)
+    for _, key in ipairs(dict:get_keys(0)) do
+        local v = dict:get(key)
 
         if type(v) == "number" then
-            local w = words(key)
-            local what = w[1]
+            local parts = words(key)
+            local what, nparts = parts[1], #parts
 
-            if what == "n" and #w == 5 then
-                local r = route(w[2], w[3])
-                local c, b = tonumber(w[4]), tonumber(w[5])
-                r.requests[c] = (r.requests[c] or 0) + v
-                r.duration[b] = (r.duration[b] or 0) + v
+            if what == "n" and nparts == 5 then
+                local entry = route(parts[2], parts[3])
+                local class, b = tonumber(parts[4]), tonumber(parts[5])
+                entry.requests[class] = (entry.requests[class] or 0) + v
+                entry.duration[b] = (entry.duration[b] or 0) + v
 
-            elseif what == "duration_sum" and #w == 3 then
-                route(w[2], w[3]).sum = v
+            elseif what == "duration_sum" and nparts == 3 then
+                route(parts[2], parts[3]).sum = v
 
-            else
-                counters[key] = v
+            elseif what == "rejections" and nparts == 3 then
+                local tree = parts[2]
+                local reasons = counters.rejections[tree]
+                if not reasons then
+                    reasons = {}
+                    counters.rejections[tree] = reasons
+                end
+                reasons[parts[3]] = v
+
+            elseif (what == "reloads" or what == "budget_hits")
+                   and nparts == 2
+            then
+                counters[what][parts[2]] = v
+
+            elseif (what == "compiles" or what == "compile_failures")
+                   and nparts == 1
+            then
+                counters[what] = v
             end
         end
     end
 
-    local list = {}
-    for _, r in pairs(routes) do
-        list[#list + 1] = r
+    local routes = {}
+    for _, entry in pairs(by_id) do
+        routes[#routes + 1] = entry
     end
 
-    sort(list, function(a, b)
+    sort(routes, function(a, b)
         if a.tree ~= b.tree then
             return a.tree < b.tree
         end
         return a.name < b.name
     end)
 
-    return list, counters
+    return routes, counters
 end
 
 
-local function render_routes(out, routes)
-    header(out, "gateway_requests_total", "counter",
-           "Requests answered by a route the guard accepted, by status "
-           .. "class.")
-
-    for _, r in ipairs(routes) do
-        local labels = route_labels(r.tree, r.name)
-        for i = 1, #CLASSES do
-            local n = r.requests[i]
-            if n then
-                sample(out, "gateway_requests_total",
-                       labels .. ',class="' .. CLASSES[i] .. '"', n)
-            end
-        end
-    end
-
-    header(out, "gateway_request_duration_seconds", "histogram",
-           "Time from the request's first byte to its log phase, per "
-           .. "route (millisecond clock).")
-
-    for _, r in ipairs(routes) do
-        local labels = route_labels(r.tree, r.name)
-        local n = 0
-
-        for i = 1, NBUCKETS do
-            n = n + (r.duration[i] or 0)
-            local le = LE[i]
-            sample(out, "gateway_request_duration_seconds_bucket",
-                   labels .. ',le="' .. le .. '"', n)
-        end
-
-        sample(out, "gateway_request_duration_seconds_sum", labels, r.sum)
-        sample(out, "gateway_request_duration_seconds_count", labels, n)
-    end
-end
-
-
-local function render_counters(out, counters, trees)
-    header(out, "gateway_rejections_total", "counter",
-           "Requests the route guard refused, by reason.")
-
-    for _, tree in ipairs(trees) do
-        for i = 2, #RESULTS do
-            local reason = RESULTS[i]
-            sample(out, "gateway_rejections_total",
-                   'tree="' .. label_value(tree) .. '",reason="' .. reason
-                   .. '"', counters["rejections " .. tree .. " " .. reason]
-                           or 0)
-        end
-    end
-
-    header(out, "gateway_compiles_total", "counter",
-           "Route script versions compiled, summed over the workers (each "
-           .. "worker compiles each version it serves).")
-    sample(out, "gateway_compiles_total", nil, counters.compiles or 0)
-
-    header(out, "gateway_compile_failures_total", "counter",
-           "Route script versions that did not compile, summed over the "
-           .. "workers.")
-    sample(out, "gateway_compile_failures_total", nil,
-           counters.compile_failures or 0)
-
-    header(out, "gateway_hot_reloads_total", "counter",
-           "Changes picked up without a restart: a worker compiling a "
-           .. "changed route, a changed module unloaded, a configuration "
-           .. "reload by the agent.")
-    for _, kind in ipairs(_M.RELOADS) do
-        sample(out, "gateway_hot_reloads_total", 'kind="' .. kind .. '"',
-               counters["reloads " .. kind] or 0)
-    end
-
-    header(out, "gateway_sandbox_budget_hits_total", "counter",
-           "Sandboxed requests stopped by a budget, by budget.")
-    for _, budget in ipairs(_M.BUDGETS) do
-        sample(out, "gateway_sandbox_budget_hits_total",
-               'budget="' .. budget .. '"',
-               counters["budget_hits " .. budget] or 0)
-    end
-end
-
-
--- The trees that have rejections, routes or are in "trees" (the ones
--- always shown, so that a counter exists before its first increment).
-local function trees_of(routes, counters, always)
-    local seen, list = {}, {}
-
-    local function add_tree(t)
-        if not seen[t] then
-            seen[t] = true
-            list[#list + 1] = t
-        end
-    end
-
-    for _, t in ipairs(always) do
-        add_tree(t)
-    end
-
-    for _, r in ipairs(routes) do
-        add_tree(r.tree)
-    end
-
-    for key in pairs(counters) do
-        local tree = key:match("^rejections (%S+) ")
-        if tree then
-            add_tree(tree)
-        end
-    end
-
-    sort(list)
-    return list
-end
-
-
-function _M.render()
-    local d = dict()
-    if not d then
-        return "# lua_shared_dict gateway_metrics is not configured\n"
-    end
-
-    _M.prune()
-
-    local routes, counters = collect(d)
-    local out = {}
-
-    render_routes(out, routes)
-    render_counters(out, counters,
-                    trees_of(routes, counters, { "routes", "sandbox" }))
-
-    return concat(out)
-end
-
-
+-- GET /metrics, kept here for configurations that name it so; the text
+-- format is gateway.metrics.prometheus's.
 function _M.serve()
-    local body = _M.render()
-
-    ngx.header["Content-Type"] = "text/plain; version=0.0.4; charset=utf-8"
-    ngx.header["Cache-Control"] = "no-store"
-    ngx.print(body)
+    return require("gateway.metrics.prometheus").serve()
 end
 
 

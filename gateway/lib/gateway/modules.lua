@@ -1,12 +1,22 @@
 -- Hot-swaps the Lua modules that routes require from the modules tree.
 --
--- A loader of ours, ahead of the standard ones, loads "a.b" from
+-- A searcher of ours, after the standard ones, loads "a.b" from
 -- <modules>/a/b.lua and keeps its source; a thin wrapper of require
 -- notes which module required which while loading.  When the route
 -- guard's modules generation moves (inotify saw a change in the tree),
 -- the loaded modules are compared with their files; a changed one is
 -- dropped from package.loaded with every module that required it, so the
 -- next require loads consistent new code.
+--
+-- Runtime and system modules win: require looks in package.loaded and
+-- package.preload, then package.path and package.cpath (the runtime's
+-- gateway/lib, the system's Lua paths), and only then in the modules
+-- tree.  A file of the tree that a name resolved elsewhere would have
+-- loaded is ignored, with a warning, once per name, the first time the
+-- name is required after the file appeared.  A module loaded from the
+-- tree stays until it is unloaded (its file, or a file of one it
+-- required, changed); loaded again, it follows the rule, so a runtime or
+-- system module installed meanwhile takes its place.
 --
 -- A module that defined C types or prototypes (ffi.cdef, ffi.metatype)
 -- or loaded a library (ffi.load) while loading cannot be dropped: loading
@@ -15,9 +25,11 @@
 -- is told to reload nginx.
 
 local ffi = require "ffi"
+local guard = require "gateway.guard"
 local status = require "gateway.status"
+local metrics = require "gateway.metrics"
 
-local C = ffi.C
+local modules_generation = guard.modules_generation
 local ngx = ngx
 local log = ngx.log
 local INFO = ngx.INFO
@@ -32,26 +44,28 @@ local type = type
 local package = package
 
 
-ffi.cdef[[
-unsigned int ngx_http_route_guard_modules_generation(void);
-]]
-
-
-local _M = { _VERSION = "0.1" }
+local _M = { _VERSION = "0.2" }
 
 
 local root              -- the modules tree, no trailing "/"
 local seen_generation   -- the generation the loaded modules were checked at
 
--- name -> { path = file, source = text, ffi = "ffi.cdef" or nil,
---           warned = source already warned about }
-local loaded = {}
+-- the modules loaded from the tree: name -> { path = file, source =
+-- text, ffi = "ffi.cdef" or nil, warned = source already warned about }
+local tree_modules = {}
 
 -- name -> { [name of a module that required it while loading] = true }
 local required_by = {}
 
 -- the modules being loaded, innermost last
 local loading = {}
+
+-- names required that the tree did not provide, looked up in the tree
+-- since the generation last moved: name -> true
+local probed = {}
+
+-- names whose file in the tree was found shadowed: name -> true
+local shadowed = {}
 
 
 local function read_file(path)
@@ -67,10 +81,9 @@ local function read_file(path)
 end
 
 
--- package.loaders entry: returns a loader, or a string saying where it
--- looked, as the standard searchers do.
-local function search(name)
-    -- dotted names of plain segments only: nothing can leave the tree
+-- The file of the tree "name" maps to, relative to the tree, or nil for
+-- a name that is not dotted plain segments: nothing can leave the tree.
+local function tree_file(name)
     if type(name) ~= "string" or not name:find("^[%w_]+$")
        and not name:find("^[%w_]+[%w_.]*[%w_]$")
        or name:find("..", 1, true)
@@ -78,7 +91,19 @@ local function search(name)
         return nil
     end
 
-    local path = root .. "/" .. name:gsub("%.", "/") .. ".lua"
+    return (name:gsub("%.", "/")) .. ".lua"
+end
+
+
+-- package.loaders entry, the last one: returns a loader, or a string
+-- saying where it looked, as the standard searchers do.
+local function search(name)
+    local file = tree_file(name)
+    if file == nil then
+        return nil
+    end
+
+    local path = root .. "/" .. file
     local source = read_file(path)
 
     if source == nil then
@@ -96,23 +121,45 @@ local function search(name)
 
         local ok, res = pcall(chunk, ...)
 
-        local m = loaded[name] or {}
+        local module = tree_modules[name] or {}
         loading[#loading] = nil
 
         if not ok then
             -- require's "being loaded" mark would make every later
             -- require of it fail, even once the file is fixed
-            loaded[name] = nil
+            tree_modules[name] = nil
             package.loaded[name] = nil
             error(res, 0)
         end
 
-        m.path = path
-        m.source = source
-        m.warned = nil
-        loaded[name] = m
+        module.path = path
+        module.source = source
+        module.warned = nil
+        tree_modules[name] = module
 
         return res
+    end
+end
+
+
+-- A name that require resolved without the tree: its file in the tree,
+-- if there is one, is shadowed.
+local function probe(name)
+    probed[name] = true
+
+    if shadowed[name] then
+        return
+    end
+
+    local file = tree_file(name)
+    local f = file and io_open(root .. "/" .. file, "rb")
+
+    if f then
+        f:close()
+        shadowed[name] = true
+        log(WARN, "gateway: module \"", name, "\" (", file, " in the ",
+            "modules tree) is shadowed by a runtime or system module and ",
+            "ignored")
     end
 end
 
@@ -120,12 +167,12 @@ end
 local function note_ffi(what)
     local name = loading[#loading]
     if name then
-        local m = loaded[name]
-        if not m then
-            m = {}
-            loaded[name] = m
+        local module = tree_modules[name]
+        if not module then
+            module = {}
+            tree_modules[name] = module
         end
-        m.ffi = m.ffi or what
+        module.ffi = module.ffi or what
     end
 end
 
@@ -137,13 +184,14 @@ local function unload(name, done, changed)
         return 0
     end
 
-    local m = loaded[name]
-    if m and m.ffi then
+    local module = tree_modules[name]
+    if module and module.ffi then
         if name ~= changed then
-            log(WARN, "gateway: module \"", name, "\" uses the FFI (", m.ffi,
-                ") and cannot be unloaded, so it keeps the old version of \"",
-                changed, "\": reload nginx to use the new one")
-            status.module_pinned(name, m.ffi)
+            log(WARN, "gateway: module \"", name, "\" uses the FFI (",
+                module.ffi, ") and cannot be unloaded, so it keeps the old ",
+                "version of \"", changed, "\": reload nginx to use the new ",
+                "one")
+            status.module_pinned(name, module.ffi)
         end
         return 0
     end
@@ -160,7 +208,7 @@ local function unload(name, done, changed)
         end
     end
 
-    loaded[name] = nil
+    tree_modules[name] = nil
     package.loaded[name] = nil
 
     return n
@@ -170,17 +218,17 @@ end
 local function check_files()
     local changed = {}
 
-    for name, m in pairs(loaded) do
-        local source = read_file(m.path)
+    for name, module in pairs(tree_modules) do
+        local source = read_file(module.path)
 
-        if source ~= m.source then
-            if m.ffi then
-                if m.warned ~= source then
-                    m.warned = source
+        if source ~= module.source then
+            if module.ffi then
+                if module.warned ~= source then
+                    module.warned = source
                     log(WARN, "gateway: module \"", name, "\" uses the FFI (",
-                        m.ffi, ") and cannot be unloaded: reload nginx ",
+                        module.ffi, ") and cannot be unloaded: reload nginx ",
                         "to use its new version")
-                    status.module_pinned(name, m.ffi)
+                    status.module_pinned(name, module.ffi)
                 end
 
             else
@@ -196,7 +244,7 @@ local function check_files()
         if n > 0 then
             log(INFO, "gateway: module \"", name, "\" changed, unloading it ",
                 "and ", n - 1, " dependents")
-            status.module_reloaded()
+            metrics.reloaded("module")
         end
     end
 end
@@ -205,7 +253,7 @@ end
 -- Called once per request, before the route runs: costs one FFI call
 -- unless the modules tree changed.
 function _M.refresh()
-    local generation = C.ngx_http_route_guard_modules_generation()
+    local generation = modules_generation()
 
     -- 0: the tree is not watched, so look at the files every time
     if generation == seen_generation and generation ~= 0 then
@@ -214,13 +262,18 @@ function _M.refresh()
 
     seen_generation = generation
 
-    if next(loaded) ~= nil then
+    if next(tree_modules) ~= nil then
         check_files()
+    end
+
+    -- a file that appeared may shadow a name required before
+    if next(probed) ~= nil then
+        probed = {}
     end
 end
 
 
--- Installs the loader and the require and FFI wrappers; from
+-- Installs the searcher and the require and FFI wrappers; from
 -- init_by_lua, so that every worker inherits them.
 function _M.init(dir)
     if root then
@@ -234,7 +287,7 @@ function _M.init(dir)
     root = dir:gsub("/+$", "")
 
     local loaders = package.loaders
-    table.insert(loaders, 2, search)
+    loaders[#loaders + 1] = search
 
     local require = require
 
@@ -249,7 +302,13 @@ function _M.init(dir)
             parents[parent] = true
         end
 
-        return require(name)
+        local module = require(name)
+
+        if tree_modules[name] == nil and not probed[name] then
+            probe(name)
+        end
+
+        return module
     end
 
     for _, what in pairs({ "cdef", "load", "metatype" }) do

@@ -14,17 +14,17 @@
 --   init_worker_by_lua_block { require("gateway.router").init_worker() }
 --   content_by_lua_block     { require("gateway.router").serve() }
 
-local ffi = require "ffi"
 local base = require "resty.core.base"
 local process = require "ngx.process"
+local guard = require "gateway.guard"
 local modules = require "gateway.modules"
 local status = require "gateway.status"
 local metrics = require "gateway.metrics"
 local errors = require "gateway.errors"
 
-local C = ffi.C
-local ffi_string = ffi.string
 local get_request = base.get_request
+local guard_script = guard.script
+local guard_identity = guard.identity
 local io_open = io.open
 local load = load
 local ipairs = ipairs
@@ -37,13 +37,6 @@ local ERR = ngx.ERR
 local WARN = ngx.WARN
 local INFO = ngx.INFO
 local HTTP_INTERNAL_SERVER_ERROR = ngx.HTTP_INTERNAL_SERVER_ERROR
-
-
-ffi.cdef[[
-int ngx_http_route_guard_ffi_script(void *r, const unsigned char **script,
-    size_t *len, unsigned int *version);
-int ngx_http_route_guard_ffi_identity(void *r, double *size, double *mtime);
-]]
 
 
 local _M = { _VERSION = "0.1" }
@@ -68,11 +61,6 @@ function _M.new_cache(opts)
     caches[#caches + 1] = cache
     return cache
 end
-
-
-local script_p = ffi.new("const unsigned char *[1]")
-local len_p = ffi.new("size_t[1]")
-local version_p = ffi.new("unsigned int[1]")
 
 
 local function forget(by_version, entry)
@@ -102,7 +90,7 @@ local function sweep(premature)
         return
     end
 
-    local d = shared.gateway_scripts
+    local sources = shared.gateway_scripts
 
     for _, cache in ipairs(caches) do
         local chunks = cache.chunks
@@ -116,8 +104,8 @@ local function sweep(premature)
                 forget(cache.by_version, entry)
 
                 -- a route created again later starts afresh
-                if d then
-                    d:delete(script)
+                if sources then
+                    sources:delete(script)
                 end
             end
         end
@@ -141,9 +129,6 @@ end
 
 local ENOENT = 2
 
-local size_p = ffi.new("double[1]")
-local mtime_p = ffi.new("double[1]")
-
 
 -- The script the guard accepted, as this worker reads it now: { script =,
 -- size =, mtime =, source = }, or nil, an error and the errno.
@@ -161,16 +146,9 @@ local function read_file(script)
         return nil, err
     end
 
-    local file = { script = script, source = source }
+    local size, mtime = guard_identity(get_request())
 
-    if C.ngx_http_route_guard_ffi_identity(get_request(), size_p, mtime_p)
-       == 0
-    then
-        file.size = size_p[0]
-        file.mtime = mtime_p[0]
-    end
-
-    return file
+    return { script = script, size = size, mtime = mtime, source = source }
 end
 
 
@@ -178,15 +156,15 @@ end
 -- worker that never ran the old version can still fall back to it when
 -- the new one does not compile.
 local function last_good(script)
-    local d = shared.gateway_scripts
-    return d and d:get(script)
+    local sources = shared.gateway_scripts
+    return sources and sources:get(script)
 end
 
 
 local function keep_good(script, source)
-    local d = shared.gateway_scripts
-    if d then
-        local ok, err = d:set(script, source)
+    local sources = shared.gateway_scripts
+    if sources then
+        local ok, err = sources:set(script, source)
         if not ok then
             log(WARN, "gateway: cannot keep the source of \"", script,
                 "\" in lua_shared_dict gateway_scripts: ", err)
@@ -216,6 +194,9 @@ local function compile(cache, name, script, version, entry)
     if fn and prepare then
         prepare(fn)
     end
+
+    metrics.register(cache.tree, name, script)
+    metrics.compiled(fn ~= nil)
 
     if fn then
         log(INFO, "gateway: compiled route \"", name, "\" version ", version)
@@ -260,21 +241,21 @@ end
 -- that does not compile (500), one gone or unreadable since the guard
 -- looked (404, 503).
 function _M.chunk(cache)
-    if C.ngx_http_route_guard_ffi_script(get_request(), script_p, len_p,
-                                         version_p) ~= 0
-    then
+    local r = get_request()
+    local version = guard_script(r)
+
+    if version == nil then
         log(ERR, "gateway: no script accepted for this request, is ",
             "route_guard missing from this location?")
         return nil, HTTP_INTERNAL_SERVER_ERROR
     end
 
     -- 0 with route_guard_cache off: then every request compiles
-    local version = version_p[0]
     local by_version = cache.by_version
     local entry = by_version[version]
 
     if entry == nil then
-        local script = ffi_string(script_p[0], len_p[0])
+        local _, script = guard_script(r, true)
         local chunks = cache.chunks
         local old = chunks[script]
 

@@ -24,6 +24,7 @@ local lib = require "gateway.sandbox.lib"
 local router = require "gateway.router"
 local errors = require "gateway.errors"
 local gateway_status = require "gateway.status"
+local metrics = require "gateway.metrics"
 
 local getmetatable = getmetatable
 local jit_off = jit.off
@@ -116,6 +117,7 @@ function _M.serve(opts)
         local name = ngx.var.route_name
 
         log(WARN, "sandbox: ", name, ": ", status, " budget exceeded")
+        metrics.budget_hit(status)
         gateway_status.budget_hit(scripts.tree, name, status)
 
         return errors.send(503, "budget_exceeded", { "budget", status })

@@ -2,9 +2,10 @@
 -- through the shared dict "gateway_status" (when it is configured): the
 -- routes the workers compiled, with their files' identity and the version
 -- each worker runs, routes whose latest version does not compile, sandbox
--- budget hits, modules kept because they use the FFI, and the privileged
--- agent's state.  The events that are also counters go on to
--- gateway.metrics.
+-- budget hits by route, modules kept because they use the FFI, and the
+-- privileged agent's state.  The counts it shows besides (compiles,
+-- module reloads, budget hits by budget) are gateway.metrics', read from
+-- there.
 --
 --   location = /status {
 --       content_by_lua_block { require("gateway.status").serve() }
@@ -35,7 +36,7 @@ int kill(int pid, int sig);
 int access(const char *path, int mode);
 ]]
 
-local _M = { _VERSION = "0.1" }
+local _M = { _VERSION = "0.2" }
 
 
 local PINNED = "pinned:"
@@ -43,13 +44,12 @@ local AGENT = "agent:"
 local ROUTE = "route:"      -- "route:<tree> <name>": the file, JSON
 local WORKER = "worker:"    -- "worker:<tree> <name> <pid>": its version
 local BUDGET = "budget:"    -- "budget:<tree> <name> <budget>": hits
-local BUDGETS = "budgets:"  -- "budgets:<budget>": hits of all routes
 
 local F_OK = 0
 local ESRCH = 3
 
 
-local function dict()
+local function status_dict()
     return shared.gateway_status
 end
 
@@ -64,19 +64,15 @@ end
 -- when it could not be read); "serving" the source of the chunk the
 -- worker runs now, nil when none.
 function _M.route_version(tree, name, version, file, serving, err)
-    local d = dict()
-
-    metrics.register(tree, name, file.script)
-    metrics.compiled(err == nil)
-
-    if not d then
+    local dict = status_dict()
+    if not dict then
         return
     end
 
     local id = tree .. " " .. name
     local now = ngx.now()
 
-    d:set(ROUTE .. id, cjson.encode({
+    dict:set(ROUTE .. id, cjson.encode({
         script = file.script,
         size = file.source and #file.source or file.size,
         mtime = file.mtime,
@@ -86,42 +82,27 @@ function _M.route_version(tree, name, version, file, serving, err)
         failed_version = err and version or nil,
     }))
 
-    d:set(WORKER .. id .. " " .. worker_pid(), cjson.encode({
+    dict:set(WORKER .. id .. " " .. worker_pid(), cjson.encode({
         version = version,
         serving_sha1 = serving and hex(sha1_bin(serving)) or nil,
     }))
-
-    if not err then
-        d:incr("compiles", 1, 0)
-    end
 end
 
 
+-- A sandboxed route stopped by a budget (the hits by budget are counted
+-- by gateway.metrics).
 function _M.budget_hit(tree, name, budget)
-    metrics.budget_hit(budget)
-
-    local d = dict()
-    if d then
-        d:incr(BUDGET .. tree .. " " .. name .. " " .. budget, 1, 0)
-        d:incr(BUDGETS .. budget, 1, 0)
+    local dict = status_dict()
+    if dict then
+        dict:incr(BUDGET .. tree .. " " .. name .. " " .. budget, 1, 0)
     end
 end
 
 
 function _M.module_pinned(name, why)
-    local d = dict()
-    if d then
-        d:set(PINNED .. name, why)
-    end
-end
-
-
-function _M.module_reloaded()
-    metrics.reloaded("module")
-
-    local d = dict()
-    if d then
-        d:incr("module_reloads", 1, 0)
+    local dict = status_dict()
+    if dict then
+        dict:set(PINNED .. name, why)
     end
 end
 
@@ -129,28 +110,26 @@ end
 -- the privileged agent: a heartbeat, the last configuration test, the
 -- last reload it asked for
 function _M.agent_alive(at)
-    local d = dict()
-    if d then
-        d:set("agent:alive_at", at)
+    local dict = status_dict()
+    if dict then
+        dict:set(AGENT .. "alive_at", at)
     end
 end
 
 
 function _M.agent_test(ok, output, at)
-    local d = dict()
-    if d then
-        d:set("agent:last_test", cjson.encode({ ok = ok, output = output,
-                                                at = at }))
+    local dict = status_dict()
+    if dict then
+        dict:set(AGENT .. "last_test",
+                 cjson.encode({ ok = ok, output = output, at = at }))
     end
 end
 
 
 function _M.agent_reloaded(at)
-    metrics.reloaded("config")
-
-    local d = dict()
-    if d then
-        d:set("agent:last_reload_at", at)
+    local dict = status_dict()
+    if dict then
+        dict:set(AGENT .. "last_reload_at", at)
     end
 end
 
@@ -167,7 +146,7 @@ end
 
 
 -- One key of the dict that is not a route's, into the report.
-local function add_key(report, routes, d, key, value)
+local function add_key(report, routes, dict, key, value)
     if sub(key, 1, #WORKER) == WORKER then
         local tree, name, pid = route_id(sub(key, #WORKER + 1))
         local route = routes[tree .. " " .. name]
@@ -175,7 +154,7 @@ local function add_key(report, routes, d, key, value)
         if route and alive(tonumber(pid)) then
             route.workers[pid] = cjson.decode(value)
         else
-            d:delete(key)
+            dict:delete(key)
         end
 
     elseif sub(key, 1, #BUDGET) == BUDGET then
@@ -186,23 +165,17 @@ local function add_key(report, routes, d, key, value)
             route.budget_hits = route.budget_hits or {}
             route.budget_hits[budget] = value
         else
-            d:delete(key)
+            dict:delete(key)
         end
-
-    elseif sub(key, 1, #BUDGETS) == BUDGETS then
-        report.sandbox_budget_hits[sub(key, #BUDGETS + 1)] = value
 
     elseif sub(key, 1, #PINNED) == PINNED then
         report.pinned_modules[sub(key, #PINNED + 1)] = value
 
-    elseif key == "agent:last_test" then
+    elseif key == AGENT .. "last_test" then
         report.agent.last_test = cjson.decode(value)
 
     elseif sub(key, 1, #AGENT) == AGENT then
         report.agent[sub(key, #AGENT + 1)] = value
-
-    else
-        report[key] = value
     end
 end
 
@@ -215,22 +188,27 @@ function _M.report()
         failed_routes = {},
         sandbox_budget_hits = {},
         pinned_modules = {},
-        compiles = 0,
-        module_reloads = 0,
+        compiles = metrics.get("compiles") or 0,
+        module_reloads = metrics.get("reloads", "module") or 0,
         agent = {},
     }
 
-    local d = dict()
-    if not d then
+    for _, budget in ipairs(metrics.BUDGETS) do
+        report.sandbox_budget_hits[budget] = metrics.get("budget_hits",
+                                                         budget)
+    end
+
+    local dict = status_dict()
+    if not dict then
         return report
     end
 
-    local keys = d:get_keys(0)
+    local keys = dict:get_keys(0)
     local routes = {}       -- id -> the route's report, nil when gone
 
     for _, key in ipairs(keys) do
         if sub(key, 1, #ROUTE) == ROUTE then
-            local route = cjson.decode(d:get(key) or "null")
+            local route = cjson.decode(dict:get(key) or "null")
 
             if route and route.script
                and C.access(route.script, F_OK) == 0
@@ -238,16 +216,16 @@ function _M.report()
                 route.workers = {}
                 routes[sub(key, #ROUTE + 1)] = route
             else
-                d:delete(key)
+                dict:delete(key)
             end
         end
     end
 
     for _, key in ipairs(keys) do
-        local value = d:get(key)
+        local value = dict:get(key)
 
         if value ~= nil and sub(key, 1, #ROUTE) ~= ROUTE then
-            add_key(report, routes, d, key, value)
+            add_key(report, routes, dict, key, value)
         end
     end
 
