@@ -19,13 +19,13 @@ my $port = $ENV{TEST_NGINX_GATEWAY_PORT} || 1986;
 
 my $gw = ShippedGateway->new(base => servroot('gateway'),
                              port => $port);
-my ($routes, $lib) = @$gw{qw(routes lib)};
+my ($routes, $modules) = @$gw{qw(routes modules)};
 
 mkdir "$routes/v1", 0755;
 write_file("$routes/hello.lua", "ngx.say(\"hello from the shipped conf\")\n");
 write_file("$routes/v1/time.lua", "ngx.say(\"v1/time\")\n");
 
-write_file("$lib/shout.lua",
+write_file("$modules/shout.lua",
            "return { it = function(s) return s:upper() end }\n");
 write_file("$routes/loud.lua", "ngx.say(require(\"shout\").it(\"hello\"))\n");
 
@@ -83,11 +83,11 @@ for my $c (@cases) {
         unless $status == 200;
 }
 
-# a module from LIB, and its new version after an edit
+# a module from MODULES, and its new version after an edit
 ($got, $resp) = $gw->get('/lua/loud');
-is($got, 200, 'a route requiring a module from LIB');
+is($got, 200, 'a route requiring a module from MODULES');
 is($resp, 'HELLO', 'runs the module');
-replace_file("$lib/shout.lua",
+replace_file("$modules/shout.lua",
              "return { it = function(s) return s:upper() .. \"!\" end }\n");
 ($got, $resp) = $gw->get('/lua/loud');
 is($resp, 'HELLO!', 'the next request runs the edited module');

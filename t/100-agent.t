@@ -1,13 +1,16 @@
 # The gateway's privileged agent (gateway/lib/gateway/agent.lua) as
-# shipped: conf/nginx.conf started by gateway/bin/gatewayctl, with its own
-# copy of the configuration sources (CONF=), which the agent watches.  A
-# valid edit goes live by itself (rendered, "nginx -t", HUP), a broken one
-# is refused once and the old configuration keeps serving, a burst of
-# writes is one reload, and the agent comes back after kill -9.
+# shipped: conf/gateway.conf, which enables it, started by
+# gateway/bin/gatewayctl with its own copy of the configuration sources
+# (CONF=), which the agent watches.  A valid edit goes live by itself
+# (rendered, "nginx -t", HUP), a broken one is refused once and the old
+# configuration keeps serving, a burst of writes is one reload, and the
+# agent comes back after kill -9.
 #
-# The copy of conf/ logs at "notice" (the shipped one logs at "error"),
-# so that the agent's "reloading nginx" lines and the master's SIGHUP
-# lines can be counted.
+# The nginx.conf of the copy is this file's own (agent_conf() below)
+# around `include gateway.conf;`: one public server whose /agent-check
+# location the edits change, and the status server.  It logs at "notice"
+# (the shipped one logs at "error"), so that the agent's "reloading
+# nginx" lines and the master's SIGHUP lines can be counted.
 
 use strict;
 use warnings;
@@ -19,6 +22,7 @@ use Time::HiRes qw(sleep time);
 
 use lib dirname(realpath(__FILE__));
 use ShippedGateway;
+use TestGateway::Util qw(listening_of);
 
 my $top  = realpath(dirname(realpath(__FILE__)) . '/..');
 my $port = $ENV{TEST_NGINX_AGENT_PORT} || 1990;
@@ -26,14 +30,8 @@ my $port = $ENV{TEST_NGINX_AGENT_PORT} || 1990;
 my $Agent  = 'nginx: privileged agent process';
 my $Worker = 'nginx: worker process';
 
-my $gw = ShippedGateway->new(
-    base => servroot('agent'), port => $port,
-    conf => sub {
-        $_[0] =~ s{^(error_log\s+logs/error\.log)\s*;}{$1 notice;}m
-            or die "no 'error_log logs/error.log;' line in conf/nginx.conf\n";
-        $_[0] =~ m{^(\s*listen\s+127\.0\.0\.1:\@PORT\@;\n)}m
-            or die "no 'listen 127.0.0.1:\@PORT\@;' line in conf/nginx.conf\n";
-    });
+my $gw = ShippedGateway->new(base => servroot('agent'), port => $port,
+                             nginx_conf => agent_conf());
 my $prefix = $gw->{prefix};
 
 write_file("$gw->{routes}/hello.lua", "ngx.say(\"hello\")\n");
@@ -240,16 +238,51 @@ done_testing();
 
 # --- helpers ---
 
-# the public server's /agent-check location, right after its listen line,
-# and extra lines after it; written in place as an editor would
+# The nginx.conf of the instance: the shipped runtime (gateway.conf, with
+# the agent) and @lines in the public server; rendered by render-conf.
+sub agent_conf {
+    my $lines = join '', map { "        $_\n" } @_;
+    return <<"_EOC_";
+worker_processes  \@WORKERS\@;
+error_log  logs/error.log notice;
+pid        logs/nginx.pid;
+
+events {
+    worker_connections  1024;
+}
+
+http {
+    include  gateway.conf;
+
+    server {
+        listen  127.0.0.1:\@PORT\@;
+        default_type  text/plain;
+        route_guard_root  \@ROUTES\@;
+
+        location /lua/ {
+            route_guard  \$lua_route;
+            content_by_lua_block  { require("gateway.router").serve() }
+        }
+
+$lines    }
+
+    server {
+        listen  127.0.0.1:\@STATUS_PORT\@;
+
+        location = /status {
+            content_by_lua_block  { require("gateway.status").serve() }
+        }
+    }
+}
+_EOC_
+}
+
+# the public server's /agent-check location, and extra lines after it;
+# written in place as an editor would
 sub set_check {
     my ($body, @extra) = @_;
-    my $c = $gw->{conf_text};
-    my $lines = join '', map { "        $_\n" }
-                "location = /agent-check { return 200 \"$body\\n\"; }",
-                @extra;
-    $c =~ s{^(\s*listen\s+127\.0\.0\.1:\@PORT\@;\n)}{$1\n$lines}m;
-    $gw->set_conf($c);
+    $gw->set_conf(agent_conf(
+        "location = /agent-check { return 200 \"$body\\n\"; }", @extra));
 }
 
 sub refused {
@@ -301,31 +334,4 @@ sub wait_agent {
                                                             : undef;
     });
     return $agent;
-}
-
-# inodes of the listening sockets: TCP state 0A, unix flag __SO_ACCEPTCON
-sub listening_inodes {
-    my %inodes;
-    for my $f ('/proc/net/tcp', '/proc/net/tcp6') {
-        for (split /\n/, slurp($f)) {
-            my @f = split ' ';
-            $inodes{$f[9]} = 1 if @f > 9 && $f[3] eq '0A';
-        }
-    }
-    for (split /\n/, slurp('/proc/net/unix')) {
-        my @f = split ' ';
-        $inodes{$f[6]} = 1 if @f > 6 && $f[3] =~ /^0*10000$/;
-    }
-    return \%inodes;
-}
-
-sub listening_of {
-    my $pid = shift;
-    my $listening = listening_inodes();
-    my @l;
-    for my $fd (glob "/proc/$pid/fd/*") {
-        my $target = readlink $fd // next;
-        push @l, $1 if $target =~ /^socket:\[(\d+)\]$/ && $listening->{$1};
-    }
-    return @l;
 }

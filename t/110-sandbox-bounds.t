@@ -200,6 +200,7 @@ run_tests();
 __DATA__
 
 === TEST 1: instruction budget: the issue's find (n = 40), on each worker
+--- attack: instruction
 --- user_files
 >>> sandbox/a.lua
 local n = 40 ngx.say(string.find(string.rep("a", n), string.rep("a?", n) .. string.rep("a", n)))
@@ -209,6 +210,7 @@ bounded('/sandbox/a', 'instruction', per_worker => 1)
 
 
 === TEST 2: instruction budget: the issue's gsub (n = 50), on each worker
+--- attack: instruction
 --- user_files
 >>> sandbox/a.lua
 string.gsub(("a"):rep(50), ("a?"):rep(50) .. ("a"):rep(50), "x")
@@ -218,6 +220,7 @@ bounded('/sandbox/a', 'instruction', per_worker => 1)
 
 
 === TEST 3: time budget: the issue's find with no instruction budget, stopped by the clock inside the matcher
+--- attack: time
 --- user_files
 >>> sandbox/a.lua
 local n = 40 ngx.say(string.find(string.rep("a", n), string.rep("a?", n) .. string.rep("a", n)))
@@ -227,6 +230,7 @@ bounded('/timed/a', 'time', per_worker => 1)
 
 
 === TEST 4: instruction budget: a lazy chain (.-)x5 b over 5000 a's
+--- attack: instruction
 --- user_files
 >>> sandbox/a.lua
 string.find(("a"):rep(5000), "(.-)(.-)(.-)(.-)(.-)b")
@@ -236,6 +240,7 @@ bounded('/sandbox/a', 'instruction')
 
 
 === TEST 5: instruction budget: the lazy chain anchored
+--- attack: instruction
 --- user_files
 >>> sandbox/a.lua
 string.match(("a"):rep(5000), "^(.-)(.-)(.-)(.-)(.-)b")
@@ -245,6 +250,7 @@ bounded('/sandbox/a', 'instruction')
 
 
 === TEST 6: instruction budget: %b() over deeply nested parentheses
+--- attack: instruction
 --- user_files
 >>> sandbox/a.lua
 local s = ("("):rep(100000) .. (")"):rep(100000)
@@ -255,6 +261,7 @@ bounded('/sandbox/a', 'instruction')
 
 
 === TEST 7: instruction budget: %b() over unbalanced input
+--- attack: instruction
 --- user_files
 >>> sandbox/a.lua
 string.find(("("):rep(200000), "%b()")
@@ -264,6 +271,7 @@ bounded('/sandbox/a', 'instruction')
 
 
 === TEST 8: instruction budget: %f[%w] frontiers with lazy quantifiers
+--- attack: instruction
 --- user_files
 >>> sandbox/a.lua
 string.find(("a "):rep(3000), ("%f[%w].-"):rep(4) .. "x")
@@ -273,6 +281,7 @@ bounded('/sandbox/a', 'instruction')
 
 
 === TEST 9: instruction budget: back references, (a*)%1 chained
+--- attack: instruction
 --- user_files
 >>> sandbox/a.lua
 string.find(("a"):rep(5000), "(a*)%1(a*)%2(a*)%3b")
@@ -282,6 +291,7 @@ bounded('/sandbox/a', 'instruction')
 
 
 === TEST 10: instruction budget: match anchored, 30 captures (a?)
+--- attack: instruction
 --- user_files
 >>> sandbox/a.lua
 ngx.say(string.match(("a"):rep(30), "^" .. ("(a?)"):rep(30) .. ("a"):rep(30)))
@@ -291,6 +301,7 @@ bounded('/sandbox/a', 'instruction')
 
 
 === TEST 11: instruction budget: match as a method call
+--- attack: instruction
 --- user_files
 >>> sandbox/a.lua
 local s = ("a"):rep(40)
@@ -301,6 +312,7 @@ bounded('/sandbox/a', 'instruction')
 
 
 === TEST 12: instruction budget: find as a method call, with init
+--- attack: instruction
 --- user_files
 >>> sandbox/a.lua
 local s = ("a"):rep(5000)
@@ -311,6 +323,7 @@ bounded('/sandbox/a', 'instruction')
 
 
 === TEST 13: instruction budget: gsub with a function replacement
+--- attack: instruction
 --- user_files
 >>> sandbox/a.lua
 local s = ("a"):rep(5000)
@@ -321,6 +334,7 @@ bounded('/sandbox/a', 'instruction')
 
 
 === TEST 14: instruction budget: gsub with a table replacement
+--- attack: instruction
 --- user_files
 >>> sandbox/a.lua
 (("a"):rep(40)):gsub(("a?"):rep(40) .. ("a"):rep(40), {})
@@ -330,6 +344,7 @@ bounded('/sandbox/a', 'instruction')
 
 
 === TEST 15: instruction budget: gmatch retrying at every start position
+--- attack: instruction
 --- user_files
 >>> sandbox/a.lua
 local s = ("a"):rep(100000)
@@ -340,6 +355,7 @@ bounded('/sandbox/a', 'instruction')
 
 
 === TEST 16: instruction budget: a gmatch iterator resumed 500000 times
+--- attack: instruction
 --- user_files
 >>> sandbox/a.lua
 local s = ("ab"):rep(500000)
@@ -354,6 +370,7 @@ bounded('/sandbox/a', 'instruction')
 A linear search answers "nil" at once; a counted one may run out of
 instructions instead.  Either is right, a 2e6 x 2e6 byte comparison is
 not (64 MB of memory, so that the strings fit).
+--- attack: instruction
 --- user_files
 >>> sandbox/a.lua
 ngx.say(string.find(("a"):rep(4e6), ("a"):rep(2e6) .. "b", 1, true))
@@ -363,6 +380,7 @@ bounded('/big/a', 'instruction', also => [200, "nil\n"])
 
 
 === TEST 18: instruction budget: table.sort of a big table in a loop
+--- attack: instruction
 --- user_files
 >>> sandbox/a.lua
 local t = {}
@@ -374,6 +392,7 @@ bounded('/sandbox/a', 'instruction')
 
 
 === TEST 19: instruction budget: table.sort with a comparator in a loop
+--- attack: instruction
 --- user_files
 >>> sandbox/a.lua
 local t = {}
@@ -389,6 +408,7 @@ bounded('/sandbox/a', 'instruction')
 
 
 === TEST 20: instruction budget: a comparator calling gsub with a pathological pattern
+--- attack: instruction
 --- user_files
 >>> sandbox/a.lua
 local s = ("a"):rep(40)
@@ -403,6 +423,7 @@ bounded('/sandbox/a', 'instruction')
 
 
 === TEST 21: time budget: string.rep and .. in a loop under 0.2 s
+--- attack: time
 --- user_files
 >>> sandbox/a.lua
 while true do local s = ("x"):rep(100000) .. ("y"):rep(100000) end
@@ -412,6 +433,7 @@ bounded('/fast/a', 'time')
 
 
 === TEST 22: memory budget: many small interned strings
+--- attack: memory
 --- user_files
 >>> sandbox/a.lua
 local t = {}
@@ -422,6 +444,7 @@ bounded('/mem/a', 'memory')
 
 
 === TEST 23: memory budget: growth of a table's array part
+--- attack: memory
 --- user_files
 >>> sandbox/a.lua
 local t = {}
@@ -432,6 +455,7 @@ bounded('/mem/a', 'memory')
 
 
 === TEST 24: memory budget: growth of a table's hash part
+--- attack: memory
 --- user_files
 >>> sandbox/a.lua
 local t = {}
@@ -442,6 +466,7 @@ bounded('/mem/a', 'memory')
 
 
 === TEST 25: memory budget: .. of a big string
+--- attack: memory
 --- user_files
 >>> sandbox/a.lua
 local s = ("x"):rep(3e6)
@@ -452,6 +477,7 @@ bounded('/sandbox/a', 'memory')
 
 
 === TEST 26: memory budget: string.rep as a function
+--- attack: memory
 --- user_files
 >>> sandbox/a.lua
 local s = string.rep("x", 1e8)
@@ -461,6 +487,7 @@ bounded('/sandbox/a', 'memory')
 
 
 === TEST 27: memory budget: string.rep as a method
+--- attack: memory
 --- user_files
 >>> sandbox/a.lua
 local s = ("xy"):rep(5e7)
@@ -470,6 +497,7 @@ bounded('/sandbox/a', 'memory')
 
 
 === TEST 28: memory budget: string.format with big arguments
+--- attack: memory
 --- user_files
 >>> sandbox/a.lua
 local s = ("x"):rep(2e6)
@@ -480,6 +508,7 @@ bounded('/sandbox/a', 'memory')
 
 
 === TEST 29: memory budget: table.concat
+--- attack: memory
 --- user_files
 >>> sandbox/a.lua
 local s = ("x"):rep(1e6)
@@ -492,6 +521,7 @@ bounded('/sandbox/a', 'memory')
 
 
 === TEST 30: memory budget: json.decode of a big array text
+--- attack: memory
 --- user_files
 >>> sandbox/a.lua
 local v = json.decode("[" .. ("{},"):rep(3e5) .. "{}]")
@@ -501,6 +531,7 @@ bounded('/mem/a', 'memory')
 
 
 === TEST 31: memory budget: gsub whose result grows
+--- attack: memory
 --- user_files
 >>> sandbox/a.lua
 local r = (("a"):rep(1e6)):gsub("a", ("b"):rep(12))
@@ -628,6 +659,7 @@ GET /sandbox/names
 
 
 === TEST 35: error: an error message with names in it is not shown
+--- attack: error
 --- user_files
 >>> sandbox/a.lua
 error(tostring({}) .. " " .. tostring(string.find) .. " " .. string.format("%p", {}))

@@ -54,16 +54,19 @@ GET /sandbox/e
 nilnilnilnilnilnilnilnilnilnilnilnilnilnilnilnilnilnilnil
 
 === TEST 3: error: calling a missing global (getfenv)
+--- attack: error
 --- user_files
 >>> sandbox/a.lua
 getfenv(1).x = 1
 
 === TEST 4: error: string.dump is not there
+--- attack: error
 --- user_files
 >>> sandbox/a.lua
 string.dump(function() end)
 
 === TEST 5: error: coroutines are not there (no yield across the hook)
+--- attack: error
 --- user_files
 >>> sandbox/a.lua
 coroutine.wrap(function() while true do end end)()
@@ -110,11 +113,13 @@ while true do end
  "xxx function true\n"]
 
 === TEST 8: error: ngx.var is read-only
+--- attack: error
 --- user_files
 >>> sandbox/a.lua
 ngx.var.foo = 1
 
 === TEST 9: error: bytecode is refused by the route guard's root, and no loader
+--- attack: error
 --- user_files
 >>> sandbox/a.lua
 local f = load or loadstring
@@ -142,6 +147,7 @@ GET /sandbox/x
 sent
 
 === TEST 12: error: an error value with no metatable to play with
+--- attack: error
 --- user_files
 >>> sandbox/a.lua
 error({ "table" })

@@ -3,7 +3,8 @@ package ShippedGateway;
 # The gateway as shipped, in a directory of its own: conf/nginx.conf
 # rendered and started by gateway/bin/gatewayctl, the way `make start`
 # does it, with private copies of the configuration sources (which the
-# privileged agent watches) and private routes, lib and sandbox roots.
+# privileged agent watches) and private routes, modules and sandbox
+# roots.
 # For the scripts that want the real thing under load or faults:
 # bench/soak, bench/reload-under-load, t/060, t/100, t/120-routes-fs.t,
 # t/130-operator.t.
@@ -22,12 +23,18 @@ package ShippedGateway;
 # TEST_NGINX_SLOWDOWN, and $gw->reports_ok is the check that no process
 # of the instance reported anything.
 #
-# new() empties `base` and makes base/conf-src (a copy of conf/*.conf),
-# base/routes, base/lib, base/sandbox and the prefix base/run.  The status
-# listener is on port + 1; `workers => N` sets WORKERS (auto by default).
-# `conf => sub { $_[0] =~ s/.../.../ }` edits
-# the copy of nginx.conf before the start; $gw->{conf_text} keeps that
-# text, for later edits through set_conf().
+# new() empties `base` and makes base/conf-src (a copy of conf/*.conf:
+# nginx.conf and the gateway.conf it includes), base/routes, base/modules,
+# base/sandbox and the prefix base/run.  The status listener is on
+# port + 1; `workers => N` sets WORKERS (auto by default).
+# `nginx_conf => $text` puts a configuration of the test's own in place
+# of the copy of nginx.conf (with `include gateway.conf;`, the shipped
+# runtime around the test's servers); `conf => sub { $_[0] =~ ... }`
+# edits the copy before the start.  $gw->{conf_text} keeps that text, for
+# later edits through set_conf(), which writes it as an editor does.
+#
+# The helpers for files, time and processes are t/TestGateway/Util.pm's,
+# exported from here too.
 
 use strict;
 use warnings;
@@ -37,26 +44,25 @@ use Exporter qw(import);
 use File::Basename qw(dirname);
 use File::Copy qw(copy);
 use File::Path qw(make_path remove_tree);
-use IO::Socket::INET;
 use JSON::PP qw(decode_json);
-use POSIX qw(WNOHANG _exit);
-use Time::HiRes qw(sleep time);
 
 use lib dirname(realpath(__FILE__));
-use TestChecked qw(slow nginx_wrapper report_files no_reports_ok);
+use TestChecked qw(nginx_wrapper report_files no_reports_ok);
+use TestGateway::Socket qw(send_request);
+use TestGateway::Util qw(repo_root servroot wait_until slurp write_file
+                         replace_file alive rss_kib cpu_ticks spawn reap);
 
 our @EXPORT = qw(wait_until slurp write_file replace_file alive
                  children title_of rss_kib cpu_ticks spawn reap servroot);
 
-my $Top = realpath(dirname(realpath(__FILE__)) . '/..');
+my $Top = repo_root();
 
 my $Worker = 'nginx: worker process';
 my $Agent  = 'nginx: privileged agent process';
 
-# every instance made and child spawned, to stop them at exit whatever
-# happened
+# every instance made, to stop it at exit whatever happened (children
+# spawned are stopped by t/TestGateway/Util.pm)
 my @Started;
-my @Spawned;
 
 
 sub new {
@@ -73,7 +79,7 @@ sub new {
         prefix      => "$base/run",
         src         => "$base/conf-src",
         routes      => "$base/routes",
-        lib         => "$base/lib",
+        modules     => "$base/modules",
         sandbox     => "$base/sandbox",
         nginx       => $opt{nginx} || $ENV{TEST_NGINX_BINARY}
                        || "$Top/build/nginx/sbin/nginx",
@@ -85,7 +91,7 @@ sub new {
     push @Started, $self;
 
     remove_tree($base);
-    my @dirs = @$self{qw(src routes lib sandbox prefix)};
+    my @dirs = @$self{qw(src routes modules sandbox prefix)};
     make_path(@dirs, "$self->{prefix}/logs");
     # workers run as nobody: they must reach the roots
     chmod 0755, $base, @dirs;
@@ -98,8 +104,7 @@ sub new {
     for my $f (glob "$Top/conf/*.conf") {
         copy($f, $self->{src}) or die "copy $f: $!\n";
     }
-    my $text = TestChecked::with_env_directives(
-                   slurp("$self->{src}/nginx.conf"));
+    my $text = $opt{nginx_conf} // slurp("$self->{src}/nginx.conf");
     $opt{conf}->($text) if $opt{conf};
     $self->{conf_text} = $text;
     $self->set_conf($text);
@@ -109,10 +114,11 @@ sub new {
 
 
 # the copy of nginx.conf the agent watches, rewritten in place as an
-# editor does
+# editor does; in a checked run it keeps the sanitizers' variables
 sub set_conf {
     my ($self, $text) = @_;
-    write_file("$self->{src}/nginx.conf", $text);
+    write_file("$self->{src}/nginx.conf",
+               TestChecked::with_env_directives($text));
 }
 
 
@@ -123,7 +129,7 @@ sub gatewayctl {
     local $ENV{PORT}           = $self->{port};
     local $ENV{STATUS_PORT}    = $self->{status_port};
     local $ENV{ROUTES}         = $self->{routes};
-    local $ENV{LIB}            = $self->{lib};
+    local $ENV{MODULES}        = $self->{modules};
     local $ENV{SANDBOX_ROUTES} = $self->{sandbox};
     local $ENV{CONF}           = $self->{src};
     local $ENV{WORKERS}        = $self->{workers};
@@ -185,43 +191,26 @@ sub agents  { my $self = shift; children($self->master // 0, $Agent) }
 
 
 # (status, body) of GET $path, HTTP/1.0 on a connection of its own; the
-# path is sent as given (no normalization); status 0 when it fails
+# path is sent as given (no normalization), one final newline of the
+# body is dropped; status 0 when it fails
 sub get {
     my ($self, $path, $port) = @_;
-    my $s = IO::Socket::INET->new(
-                PeerAddr => '127.0.0.1:' . ($port // $self->{port}),
-                Timeout => slow(2))
-        or return (0, "connect: $!");
-    print $s "GET $path HTTP/1.0\r\nHost: localhost\r\n\r\n";
-    local $/;
-    my $r = <$s> // '';
-    my ($status) = $r =~ m{^HTTP/1\.\d (\d{3})};
-    my ($body) = $r =~ m{\r\n\r\n(.*)}s;
-    $body //= '';
-    $body =~ s/\n\z//;
-    return ($status // 0, $body);
+    my $r = $self->request("GET $path HTTP/1.0\r\nHost: localhost\r\n\r\n",
+                           $port);
+    (my $body = $r->{status} ? $r->{body} : $r->{raw}) =~ s/\n\z//;
+    return ($r->{status}, $body);
 }
 
 
 # The raw bytes on a connection of their own, as given (no normalization):
-# { status, headers => { lc name => value }, body, raw }, status 0 when
-# nothing came back.
+# { status, headers => { lc name => value }, body, raw }, status 0 (and
+# the reason in raw) when nothing came back.
 sub request {
     my ($self, $raw, $port) = @_;
-    my $s = IO::Socket::INET->new(
-                PeerAddr => '127.0.0.1:' . ($port // $self->{port}),
-                Timeout => slow(10))
-        or return { status => 0, headers => {}, body => '',
-                    raw => "connect: $!" };
-    print $s $raw;
-    local $/;
-    my $r = <$s> // '';
-    my ($head, $body) = split /\r\n\r\n/, $r, 2;
-    my ($status) = ($head // '') =~ m{^HTTP/1\.\d (\d{3})};
-    my %h = map { /^([^:\s]+):\s*(.*)$/ ? (lc $1 => $2) : () }
-            split /\r\n/, $head // '';
-    return { status => $status // 0, headers => \%h, body => $body // '',
-             raw => $r };
+    my $r = send_request($raw, 10, $port // $self->{port});
+    return $r if $r->{status};
+    return { status => 0, headers => {}, body => '',
+             raw => $r->{error} . ($r->{raw} eq '' ? '' : ": $r->{raw}") };
 }
 
 
@@ -269,25 +258,11 @@ sub read_log {
 
 # --- processes ---
 
-# a zombie counts as gone: the daemonized master's parent does not reap
-sub alive {
-    my $pid = shift;
-    return 0 unless $pid && kill 0, $pid;
-    return slurp("/proc/$pid/stat") =~ /\)\s+Z\s/ ? 0 : 1;
-}
-
 # the live children of $ppid, with the process title $title if given
 sub children {
     my ($ppid, $title) = @_;
-    my @kids;
-    for my $stat (glob '/proc/[0-9]*/stat') {
-        my ($pid, $state, $parent) = slurp($stat) =~ /^(\d+) .*\) (\S) (\d+) /s
-            or next;
-        next if $state eq 'Z' || $parent != $ppid;
-        next if defined $title && title_of($pid) ne $title;
-        push @kids, $pid;
-    }
-    @kids = sort { $a <=> $b } @kids;
+    my @kids = TestGateway::Util::children($ppid);
+    @kids = grep { title_of($_) eq $title } @kids if defined $title;
     return @kids;                   # a count in scalar context
 }
 
@@ -297,104 +272,9 @@ sub title_of {
     return TestChecked::process_title($_[0]);
 }
 
-sub rss_kib {
-    return slurp("/proc/$_[0]/status") =~ /^VmRSS:\s+(\d+) kB/m ? $1 : 0;
-}
-
-# utime + stime, in clock ticks
-sub cpu_ticks {
-    my @f = split ' ', (slurp("/proc/$_[0]/stat") =~ /\) (.*)/s)[0] // '';
-    return @f > 12 ? $f[11] + $f[12] : 0;
-}
-
-
-# Runs @cmd, or a code ref, in a child process with stdout and stderr to
-# the file $out.  Stopped (TERM) at exit unless reaped.
-sub spawn {
-    my ($out, @cmd) = @_;
-    my $pid = fork // die "fork: $!\n";
-    if ($pid) {
-        push @Spawned, $pid;
-        return $pid;
-    }
-
-    # the child: never the parent's END blocks, which stop the gateway
-    $SIG{$_} = 'DEFAULT' for qw(INT TERM HUP);
-    open STDOUT, '>', $out or _exit(126);
-    open STDERR, '>&', \*STDOUT or _exit(126);
-    $| = 1;                         # _exit() flushes nothing
-    if (ref $cmd[0] eq 'CODE') {
-        my $ok = eval { $cmd[0]->(); 1 };
-        print STDERR $@ unless $ok;
-        _exit($ok ? 0 : 1);
-    }
-    { exec @cmd };
-    print STDERR "exec $cmd[0]: $!\n";
-    _exit(127);
-}
-
-# waits up to $secs for a spawned child to end; its exit code, or undef
-sub reap {
-    my ($pid, $secs) = @_;
-    my $status;
-    wait_until($secs, sub {
-        return 0 unless waitpid($pid, WNOHANG) == $pid;
-        $status = $?;
-        return 1;
-    }) or return undef;
-    @Spawned = grep { $_ != $pid } @Spawned;
-    return $status >> 8;
-}
-
-
-# --- files and time ---
-
-# the base of a test file's instance: t/servroot-<name>, or beside
-# TEST_NGINX_SERVROOT when it is set (two suites side by side)
-sub servroot {
-    my ($name) = @_;
-    return ($ENV{TEST_NGINX_SERVROOT} || "$Top/t/servroot") . "-$name";
-}
-
-# $secs times TEST_NGINX_SLOWDOWN
-sub wait_until {
-    my ($secs, $cond) = @_;
-    my $deadline = time + slow($secs);
-    while (1) {
-        return 1 if $cond->();
-        return 0 if time > $deadline;
-        sleep 0.05;
-    }
-}
-
-sub slurp {
-    my ($path) = @_;
-    open my $fh, '<:raw', $path or return '';
-    local $/;
-    return scalar(<$fh>) // '';
-}
-
-# world-readable: workers run as nobody
-sub write_file {
-    my ($path, $data) = @_;
-    open my $fh, '>:raw', $path or die "$path: $!\n";
-    print $fh $data;
-    close $fh or die "$path: $!\n";
-    chmod 0644, $path;
-}
-
-# a temporary file renamed over the target, as deploy tools do
-sub replace_file {
-    my ($path, $data) = @_;
-    write_file("$path.tmp", $data);
-    rename "$path.tmp", $path or die "rename $path.tmp: $!\n";
-}
-
 
 END {
     my $status = $?;
-    kill TERM => @Spawned;
-    waitpid $_, 0 for @Spawned;
     $_->stop for @Started;
     $? = $status;
 }

@@ -17,6 +17,9 @@ package TestChecked;
 #                              tests: 20 under valgrind, 2 with a
 #                              sanitizer, 1 otherwise unless given
 #
+# (The kind of run and the slowdown are decided in t/TestGateway/Util.pm;
+# slow() and checked() are exported here too.)
+#
 # A valgrind report is a non-empty log file (valgrind runs with -q, so
 # that its log holds errors only).  The sanitizers report on stderr,
 # which is the error log of a running nginx and the output of "nginx -t";
@@ -27,37 +30,15 @@ use warnings;
 
 use Test::More ();
 
+use TestGateway::Util qw(repo_root slow checked slurp uid_of listening_of);
+
 use base 'Exporter';
 our @EXPORT = qw(slow checked env_directives nginx_command nginx_wrapper
                  report_files no_reports_ok process_title);
 
-my $RepoRoot = do {
-    require Cwd;
-    require File::Basename;
-    Cwd::realpath(File::Basename::dirname(Cwd::realpath(__FILE__)) . '/..');
-};
-
-my @SanitizerVars = qw(ASAN_OPTIONS UBSAN_OPTIONS);
-
-our $Valgrind = $ENV{TEST_NGINX_USE_VALGRIND} ? 1 : 0;
-my $Sanitized = grep { defined $ENV{$_} } @SanitizerVars;
-
-our $Slowdown = $ENV{TEST_NGINX_SLOWDOWN}
-                || ($Valgrind ? 20 : $Sanitized ? 2 : 1);
-
-# configurations may use $TEST_NGINX_SLOWDOWN (e.g. a sandbox's time budget)
-$ENV{TEST_NGINX_SLOWDOWN} = $Slowdown;
-
-
-sub slow ($) {
-    return $_[0] * $Slowdown;
-}
-
-
-# a run that checks for reports: valgrind, or a sanitized nginx
-sub checked () {
-    return $Valgrind || $Sanitized;
-}
+my $RepoRoot = repo_root();
+my @SanitizerVars = @TestGateway::Util::SanitizerVars;
+my $Valgrind = $TestGateway::Util::Valgrind;
 
 
 # nginx clears the environment of its workers (and of the privileged agent,
@@ -176,7 +157,7 @@ sub process_title {
     return 'nginx: master process'
         unless $ppid && under_valgrind(slurp("/proc/$ppid/cmdline"));
 
-    my $listens = listening_sockets($pid);
+    my $listens = listening_of($pid);
     my $parent = uid_of($ppid);
     my $as_parent = uid_of($pid) eq $parent;
 
@@ -190,41 +171,6 @@ sub under_valgrind {
     my $cmdline = shift;
     return $cmdline =~ m{^[^\0]*(?:valgrind|memcheck)[^\0]*\0}
            && $cmdline =~ m{\0-p\0};
-}
-
-sub uid_of {
-    my $pid = shift;
-    return slurp("/proc/$pid/status") =~ /^Uid:\s+(\d+)/m ? $1 : '?';
-}
-
-# how many listening TCP or unix sockets $pid holds
-sub listening_sockets {
-    my $pid = shift;
-    my %listening;
-    for my $f ('/proc/net/tcp', '/proc/net/tcp6') {
-        for (split /\n/, slurp($f)) {
-            my @f = split ' ';
-            $listening{$f[9]} = 1 if @f > 9 && $f[3] eq '0A';
-        }
-    }
-    for (split /\n/, slurp('/proc/net/unix')) {
-        my @f = split ' ';
-        $listening{$f[6]} = 1 if @f > 6 && $f[3] =~ /^0*10000$/;
-    }
-
-    my $n = 0;
-    for my $fd (glob "/proc/$pid/fd/*") {
-        my $target = readlink $fd // next;
-        $n++ if $target =~ /^socket:\[(\d+)\]$/ && $listening{$1};
-    }
-    return $n;
-}
-
-sub slurp {
-    my $path = shift;
-    open my $fh, '<:raw', $path or return '';
-    local $/;
-    return scalar(<$fh>) // '';
 }
 
 

@@ -1,6 +1,11 @@
 package TestGateway;
 
-# A small Test::Nginx-style harness.
+# A small Test::Nginx-style harness: the block runner, the nginx.conf
+# writer and the control of nginx (start, HUP, stop, error-log slices).
+# Files, time and processes are in t/TestGateway/Util.pm, requests and
+# responses in t/TestGateway/Socket.pm, checked runs (valgrind, the
+# sanitizers) in t/TestChecked.pm; this module exports what the test
+# files use of them.
 #
 # Test::Base parses the "=== TEST N: title" / "--- section" blocks after
 # __DATA__; this module does the nginx part: for every block it writes
@@ -33,8 +38,8 @@ package TestGateway;
 #   user_files    ">>> path" + contents, written under html/
 #   init / setup  Perl run in html/ before nginx starts / after it started
 #                 (helpers: write_file, replace_file, rewrite_file,
-#                 http_request, spread,
-#                 verdict, both_workers; $html_dir)
+#                 http_request, spread, verdict, both_workers; paths are
+#                 relative to html/, which is also in $html_dir)
 #   request       "GET /x" (+ body lines); raw_request: exact bytes;
 #                 either may be an ARRAY from "eval", one per connection
 #   more_headers timeout workers log_level user
@@ -45,7 +50,8 @@ package TestGateway;
 #   allow_alert   do not fail on [alert], [crit], [emerg] in the slice
 #
 # Per-file defaults: workers(N), log_level('error'),
-# add_block_preprocessor(sub { my $block = shift; ... }).
+# add_block_preprocessor(sub { my $block = shift; ... }); a suite's own
+# sections: add_sections('attack') (t/TestSandbox.pm).
 #
 # The plan is computed from the blocks unless the test file calls plan()
 # itself.  Environment:
@@ -53,8 +59,8 @@ package TestGateway;
 #   TEST_NGINX_BINARY        nginx to run (default: build/nginx/sbin/nginx)
 #   TEST_NGINX_LOAD_MODULES  space-separated .so paths to load_module
 #   TEST_NGINX_SERVER_PORT   port to listen on (default 1984)
-#   TEST_NGINX_SERVROOT      the server root (default t/servroot; t/060
-#                            and t/100 add -gateway and -agent to it)
+#   TEST_NGINX_SERVROOT      the server root (default t/servroot; the
+#                            files on t/ShippedGateway.pm add -<name>)
 #   TEST_NGINX_USE_HUP       reload with HUP between blocks, not restart
 #   TEST_NGINX_LUA_PACKAGE_PATH  default lua_package_path
 #   TEST_NGINX_USE_VALGRIND  run nginx under valgrind (t/TestChecked.pm)
@@ -66,23 +72,22 @@ package TestGateway;
 
 use Test::Base -base;
 
-use Cwd qw(realpath);
 use File::Basename qw(dirname);
 use File::Path qw(make_path remove_tree);
-use IO::Select;
-use IO::Socket::INET;
-use POSIX ();
 use Time::HiRes qw(sleep time);
 
 use TestChecked;
+use TestGateway::Socket qw(build_request send_request parse_response
+                           decode_chunked port_open);
+use TestGateway::Util qw(:all);
 
 our @EXPORT = qw(run_tests workers log_level add_block_preprocessor
-                 server_root html_dir server_port
+                 add_sections server_root html_dir server_port
                  write_file replace_file rewrite_file http_request
                  verdict both_workers spread);
 
-my $RepoRoot = realpath(dirname(realpath(__FILE__)) . '/..');
-my $ServRoot = $ENV{TEST_NGINX_SERVROOT} || "$RepoRoot/t/servroot";
+my $RepoRoot = repo_root();
+my $ServRoot = servroot();
 my $HtmlDir  = "$ServRoot/html";
 my $Port     = $ENV{TEST_NGINX_SERVER_PORT} || 1984;
 my $Binary   = $ENV{TEST_NGINX_BINARY} || "$RepoRoot/build/nginx/sbin/nginx";
@@ -135,6 +140,16 @@ sub add_block_preprocessor (&) { push @Preprocessors, shift }
 sub server_root () { $ServRoot }
 sub html_dir ()    { $HtmlDir }
 sub server_port () { $Port }
+sub add_sections { $KnownSections{$_} = 1 for @_ }
+
+# the harness's children of a master (the name test files know)
+sub child_pids { children(@_) }
+
+# GET /x (+ body lines) or raw bytes to the server's port
+sub http_request {
+    my ($req, $timeout) = @_;
+    return TestGateway::Socket::http_request($req, $timeout, $Port);
+}
 
 
 sub run_tests () {
@@ -220,7 +235,7 @@ sub run_block_steps {
     my $timeout = section($block, 'timeout') || 5;     # scaled in send_request
 
     for my $i (0 .. $#requests) {
-        my $res = send_request($requests[$i], $timeout);
+        my $res = send_request($requests[$i], $timeout, $Port);
         check_response($block, $i, scalar @requests, $res);
     }
 
@@ -348,37 +363,8 @@ sub write_html {
     my @parts = split /^>>>[ \t]+(\S+)[ \t]*\n/m, $files;
     shift @parts;
     while (my ($path, $content) = splice @parts, 0, 2) {
-        write_file($path, expand_env($content // '', 'user_files'));
+        write_file("$HtmlDir/$path", expand_env($content // '', 'user_files'));
     }
-}
-
-
-sub write_file {
-    my ($path, $content, $mode) = @_;
-    $path = "$HtmlDir/$path" unless $path =~ m{^/};
-
-    my $dir = dirname($path);
-    unless (-d $dir) {
-        make_path($dir);
-        # make_path honours the umask; say 0755 explicitly for nobody
-        for (my $d = $dir; length $d > length $HtmlDir; $d = dirname($d)) {
-            chmod 0755, $d;
-        }
-    }
-
-    open my $fh, '>:raw', $path or die "cannot write $path: $!\n";
-    print $fh $content;
-    close $fh or die "cannot write $path: $!\n";
-    chmod $mode // 0644, $path;
-}
-
-
-# write to a temporary file, then rename it over the target: the way
-# editors and deploy tools replace a script
-sub replace_file {
-    my ($path, $content) = @_;
-    write_file("$path.tmp", $content);
-    rename "$path.tmp", $path or die "rename $path.tmp: $!\n";
 }
 
 
@@ -400,15 +386,6 @@ sub both_workers {
     my $n = keys %$seen;
     die "$what: only $n worker(s) answered: " . join(' ', keys %$seen)
         . "\n" if $n < 2;
-}
-
-
-# rewrite in place: open with truncation and write
-sub rewrite_file {
-    my ($path, $content) = @_;
-    open my $fh, '>:raw', $path or die "open $path: $!\n";
-    print $fh $content;
-    close $fh or die "close $path: $!\n";
 }
 
 
@@ -518,14 +495,14 @@ sub run_hook {
 # starting, reloading, stopping
 
 sub start_nginx {
-    die "port $Port is already in use\n" if port_open();
+    die "port $Port is already in use\n" if port_open($Port);
 
     my ($rc, $out) = run_command(nginx_command("$ServRoot/logs", $Binary,
                                                '-p', "$ServRoot/",
                                                '-c', 'conf/nginx.conf'));
     die "nginx failed to start (exit $rc): $out\n" if $rc != 0;
 
-    wait_until(10, sub { master_pid() && port_open() })
+    wait_until(10, sub { master_pid() && port_open($Port) })
         or die "nginx did not come up on port $Port within "
                . slow(10) . "s\n";
 }
@@ -575,48 +552,6 @@ sub master_pid {
 }
 
 
-# a zombie counts as gone: the daemonized master's parent may not reap
-sub alive {
-    my $pid = shift;
-    return 0 unless kill 0, $pid;
-    open my $fh, '<', "/proc/$pid/stat" or return 1;
-    my $stat = <$fh> // '';
-    return $stat =~ /\)\s+Z\s/ ? 0 : 1;
-}
-
-
-sub child_pids {
-    my $ppid = shift;
-    my @kids;
-    for my $stat (glob '/proc/[0-9]*/stat') {
-        open my $fh, '<', $stat or next;
-        my $line = <$fh> // next;
-        next unless $line =~ /^(\d+) .*\) \S+ (\d+) /s;
-        push @kids, $1 if $2 == $ppid && alive($1);
-    }
-    return @kids;
-}
-
-
-sub port_open {
-    my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $Port,
-                                  Proto => 'tcp', Timeout => 1);
-    return $s ? 1 : 0;
-}
-
-
-# $seconds are scaled by TEST_NGINX_SLOWDOWN (t/TestChecked.pm)
-sub wait_until {
-    my ($seconds, $cond) = @_;
-    my $deadline = time + slow($seconds);
-    while (1) {
-        return 1 if $cond->();
-        return 0 if time > $deadline;
-        sleep 0.02;
-    }
-}
-
-
 # Runs a command with stdout and stderr captured; never waits longer
 # than 30s, scaled (nginx -t and the daemonizing start return at once).
 
@@ -624,32 +559,16 @@ sub run_command {
     my @cmd = @_;
     my $out = "$ServRoot/logs/command.out";
 
-    my $pid = fork // die "fork: $!\n";
-    if ($pid == 0) {
-        open STDIN, '<', '/dev/null';
-        open STDOUT, '>', $out;
-        open STDERR, '>&', \*STDOUT;
-        exec @cmd or POSIX::_exit(127);
-    }
-
-    my $rc = -1;
-    if (wait_until(30, sub { waitpid($pid, POSIX::WNOHANG()) == $pid })) {
-        $rc = $? >> 8;
-    } else {
+    my $pid = spawn($out, @cmd);
+    my $rc = reap($pid, 30);
+    unless (defined $rc) {
         kill KILL => $pid;
-        waitpid $pid, 0;
+        reap($pid, 3);
+        $rc = -1;
     }
 
     push @CommandOutputs, slurp($out) if $Checked;
     return ($rc, slurp($out));
-}
-
-
-sub slurp {
-    my $path = shift;
-    open my $fh, '<:raw', $path or return '';
-    local $/;
-    return scalar <$fh> // '';
 }
 
 
@@ -687,132 +606,10 @@ sub requests_of {
 }
 
 
-# "GET /x" plus an optional body on the following lines
-sub build_request {
-    my ($text, $more) = @_;
-    my ($line, $body) = split /\n/, $text, 2;
-    $line =~ s/\s+\z//;
-    $body =~ s/\n\z// if defined $body;   # the section's last newline
-
-    my $req = "$line HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n";
-    $req .= "$_\r\n" for grep { /\S/ } split /\n/, $more;
-    $req .= 'Content-Length: ' . length($body) . "\r\n"
-        if defined $body && length $body;
-
-    return "$req\r\n" . ($body // '');
-}
-
-
-sub http_request {
-    my ($req, $timeout) = @_;
-    $req = build_request($req, '') unless $req =~ /\r\n\r\n/;
-    return send_request($req, $timeout || 5);
-}
-
-
 # One request on a fresh connection; reads until the response is complete
 # or EOF, and gives up after $timeout seconds (scaled by
 # TEST_NGINX_SLOWDOWN).  Returns a hash with status, headers (lowercased
 # names), body, or error.
-
-sub send_request {
-    my ($raw, $timeout) = @_;
-    $timeout = slow($timeout);
-    my $deadline = time + $timeout;
-
-    my $sock = IO::Socket::INET->new(PeerAddr => '127.0.0.1',
-                                     PeerPort => $Port, Proto => 'tcp',
-                                     Timeout => $timeout)
-        or return { error => "cannot connect to port $Port: $!" };
-    binmode $sock;
-
-    # nginx may answer and close before reading all of a bad request
-    local $SIG{PIPE} = 'IGNORE';
-    my $off = 0;
-    while ($off < length $raw) {
-        my $n = syswrite $sock, $raw, length($raw) - $off, $off;
-        last unless $n;
-        $off += $n;
-    }
-
-    my $head_only = $raw =~ /^HEAD /;
-    my $sel = IO::Select->new($sock);
-    my $buf = '';
-
-    while (!response_complete($buf, $head_only)) {
-        my $left = $deadline - time;
-        if ($left <= 0) {
-            close $sock;
-            return { error => "no complete response within ${timeout}s",
-                     raw => $buf };
-        }
-        next unless $sel->can_read($left);
-        my $n = sysread $sock, $buf, 65536, length $buf;
-        last unless $n;                     # EOF or reset
-    }
-
-    close $sock;
-    return parse_response($buf, $head_only);
-}
-
-
-sub response_complete {
-    my ($buf, $head_only) = @_;
-    my $res = parse_response($buf, $head_only);
-    return $res->{complete};
-}
-
-
-sub parse_response {
-    my ($buf, $head_only) = @_;
-
-    return { error => "no HTTP status line in response",
-             raw => $buf }
-        unless $buf =~ m{\AHTTP/\d\.\d (\d{3})[^\r\n]*\r\n(.*?)\r\n\r\n}s;
-
-    my ($status, $head) = ($1, $2);
-    my $body = substr $buf, $+[0];
-    my %headers;
-
-    for (split /\r\n/, $head) {
-        my ($name, $value) = /^([^:]+):\s*(.*)$/ or next;
-        $headers{lc $name} //= $value;
-    }
-
-    my $res = { status => $status, headers => \%headers, body => $body };
-
-    if ($head_only || $status =~ /^(?:1..|204|304)$/) {
-        $res->{body} = '';
-        $res->{complete} = 1;
-
-    } elsif (($headers{'transfer-encoding'} // '') =~ /chunked/i) {
-        ($res->{body}, $res->{complete}) = decode_chunked($body);
-
-    } elsif (defined $headers{'content-length'}) {
-        my $len = $headers{'content-length'};
-        $res->{complete} = length $body >= $len;
-        $res->{body} = substr $body, 0, $len;
-    }
-
-    return $res;
-}
-
-
-sub decode_chunked {
-    my $raw = shift;
-    my $out = '';
-
-    while ($raw =~ s/\A([0-9a-fA-F]+)[^\r\n]*\r\n//) {
-        my $size = hex $1;
-        return ($out, $raw =~ /\r\n\z/ ? 1 : 0) if $size == 0;
-        return ($out, 0) if length $raw < $size + 2;
-        $out .= substr $raw, 0, $size;
-        substr($raw, 0, $size + 2) = '';
-    }
-
-    return ($out, 0);
-}
-
 
 # checks
 
@@ -897,13 +694,6 @@ sub no_alerts_ok {
     my ($log, $name) = @_;
     my @bad = grep { /$Alert/ } split /\n/, $log;
     ok(!@bad, $name) or diag(join "\n", @bad);
-}
-
-
-sub printable {
-    my $s = "" . shift;
-    $s =~ s/([^\x20-\x7e])/sprintf '\\x%02x', ord $1/ge;
-    return length $s > 200 ? substr($s, 0, 200) . '...' : $s;
 }
 
 

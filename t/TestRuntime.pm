@@ -8,6 +8,10 @@ package TestRuntime;
 #   use TestRuntime;
 #
 #   runtime_blocks($files);     # the blocks' default configuration
+#
+# http_config() is the runtime's http-level configuration for a test's
+# nginx.conf (gateway.router with modules from html/lib), which
+# t/TestSandbox.pm uses too.
 
 use strict;
 use warnings;
@@ -18,17 +22,21 @@ use TestGateway ();
 use base 'Exporter';
 our @EXPORT = qw(runtime_blocks get show expect warm_both log_pos log_since
                  count_lines status_report);
+our @EXPORT_OK = qw(http_config);
 
 
 my $HttpConfig = <<'_EOC_';
     route_guard_modules $TEST_NGINX_HTML_DIR/lib;
     lua_shared_dict gateway_status 1m;
+    lua_shared_dict gateway_metrics 8m;
     lua_shared_dict gateway_scripts 8m;
     init_by_lua_block {
         require("gateway.router").init{ modules = "$TEST_NGINX_HTML_DIR/lib" }
     }
     init_worker_by_lua_block { require("gateway.router").init_worker() }
 _EOC_
+
+sub http_config () { $HttpConfig }
 
 my $Config = <<'_EOC_';
     location ~ ^/lua/(.+)$ {

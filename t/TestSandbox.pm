@@ -4,14 +4,15 @@ package TestSandbox;
 # shipped (route guard with its own root, gateway.sandbox), a normal
 # script sandbox/hello.lua and location = /pid (the worker's pid).
 #
-# A block titled "<budget> budget: ..." is an attack: its script is
-# html/sandbox/a.lua (from --- user_files), and its --- setup asks, on
-# new connections, /pid, /sandbox/a, /pid: the attack must answer
+# A block with "--- attack: <budget>" (instruction, time, memory,
+# nesting, ...) is an attack: its script is html/sandbox/a.lua (from
+# --- user_files), and its --- setup (unless it has its own) asks, on new
+# connections, /pid, /sandbox/a, /pid: the attack must answer
 # `error_code` (503 unless given) with the JSON error "budget_exceeded"
 # naming <budget>, and the worker's pid must not change.  The block's own
 # request is then GET /sandbox/hello: a normal request right after works.
-# A block titled "error: ..." expects 500 "script_error" the same way.
-# Options per location go in --- config (the preprocessor keeps it).
+# "--- attack: error" expects 500 "script_error" the same way.  Options
+# per location go in --- config (the preprocessor keeps it).
 #
 # The time budget is 1 s, as shipped, times TEST_NGINX_SLOWDOWN
 # (t/TestChecked.pm): under valgrind the instruction budget takes longer.
@@ -23,18 +24,11 @@ package TestSandbox;
 use strict;
 use warnings;
 
+use TestGateway ();
+use TestRuntime ();
+
 our @EXPORT = qw(attack);
 use base 'Exporter';
-
-my $http_config = <<'_EOC_';
-    lua_shared_dict gateway_status 1m;
-    lua_shared_dict gateway_scripts 8m;
-    route_guard_modules $TEST_NGINX_HTML_DIR/lib;
-    init_by_lua_block {
-        require("gateway.router").init{ modules = "$TEST_NGINX_HTML_DIR/lib" }
-    }
-    init_worker_by_lua_block { require("gateway.router").init_worker() }
-_EOC_
 
 our $config = <<'_EOC_';
     location ~ ^/sandbox/(.+)$ {
@@ -56,24 +50,23 @@ my $hello = <<'_EOF_';
 ngx.say("hello ", ("x"):rep(3), " ", #string.format("%5d", 1))
 _EOF_
 
+TestGateway::add_sections('attack');
+
 TestGateway::add_block_preprocessor(sub {
     my $block = shift;
-    $block->set_value(http_config => $http_config)
+    $block->set_value(http_config => TestRuntime::http_config())
         unless exists $block->{http_config};
     $block->set_value(config => $config) unless exists $block->{config};
     $block->set_value(user_files => (TestGateway::section($block, 'user_files') // '') . $hello);
 
-    my $name = $block->name;
-    my ($kind) = $name =~ /^(?:TEST \d+: )?(\w+) budget:/;
-    my $status = 503;
-    if (!$kind && $name =~ /^(?:TEST \d+: )?error:/) {
-        $kind = 'error';
-        $status = 500;
-    }
-    return unless $kind;
+    my $kind = TestGateway::section($block, 'attack');
+    return unless defined $kind;
+    $kind =~ s/^\s+|\s+\z//g;
+    die $block->name . ": --- attack: a budget's name or \"error\"\n"
+        unless $kind =~ /^\w+\z/;
 
-    my $code = TestGateway::section($block, 'error_code');
-    $status = $code if defined $code;
+    my $status = TestGateway::section($block, 'error_code')
+                 // ($kind eq 'error' ? 500 : 503);
     $block->set_value(setup => "attack('/sandbox/a', $status, '$kind')")
         unless exists $block->{setup};
     $block->set_value(request => 'GET /sandbox/hello');
