@@ -1,3 +1,3 @@
--- luacheck configuration for routes/ and gateway/lib/
+-- luacheck configuration for routes/, modules/ and gateway/lib/
 std = "ngx_lua"
 max_line_length = 80

@@ -18,10 +18,18 @@ BUILD   := build
 PORT        ?= 8080
 STATUS_PORT ?= 8081
 ROUTES      ?= routes
-LIB         ?= lib
+MODULES     ?= modules
 SANDBOX_ROUTES ?= sandbox
 CONF        ?= conf
 WORKERS     ?= auto
+
+# LIB= named MODULES= before modules/ was lib/: accepted for a while
+ifeq ($(origin LIB),command line)
+ifneq ($(origin MODULES),command line)
+MODULES := $(LIB)
+$(warning LIB= is deprecated, use MODULES=$(LIB))
+endif
+endif
 
 .PHONY: all
 all: $(BUILD)/nginx/sbin/nginx $(BUILD)/bin/route-check
@@ -39,9 +47,9 @@ include gateway/build/check.mk
 # running
 
 GATEWAYCTL := NGINX_BIN=$(NGINX) PREFIX=$(BUILD)/run PORT=$(PORT) \
-              STATUS_PORT=$(STATUS_PORT) ROUTES=$(ROUTES) LIB=$(LIB) \
-              SANDBOX_ROUTES=$(SANDBOX_ROUTES) WORKERS=$(WORKERS) \
-              CONF=$(CONF) \
+              STATUS_PORT=$(STATUS_PORT) ROUTES=$(ROUTES) \
+              MODULES=$(MODULES) SANDBOX_ROUTES=$(SANDBOX_ROUTES) \
+              WORKERS=$(WORKERS) CONF=$(CONF) \
               gateway/bin/gatewayctl
 
 .PHONY: run start stop upgrade
@@ -75,7 +83,7 @@ test-unit: $(BUILD)/.deps $(BUILD)/bin/route-name-test \
 test-routes: $(BUILD)/.deps $(BUILD)/bin/route-check
 	$(BUILD)/bin/route-check --tree routes/
 	$(BUILD)/bin/route-check --tree sandbox/
-	luacheck --no-color routes/ lib/ gateway/lib/
+	luacheck --no-color routes/ modules/ gateway/lib/
 
 test-nginx: all
 	prove -r t/

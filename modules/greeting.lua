@@ -1,4 +1,5 @@
--- An example module for routes: require "greeting" loads lib/greeting.lua.
+-- An example module for routes: require "greeting" loads
+-- modules/greeting.lua.
 -- Edit it while the gateway runs: the next request uses the new version.
 
 local _M = {}

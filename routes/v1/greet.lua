@@ -1,4 +1,4 @@
--- GET /lua/v1/greet?name=...: uses the module lib/greeting.lua.
+-- GET /lua/v1/greet?name=...: uses the module modules/greeting.lua.
 local greeting = require "greeting"
 
 ngx.say(greeting.hello(ngx.var.arg_name))
