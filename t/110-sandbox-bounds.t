@@ -665,3 +665,23 @@ GET /sandbox/names
 error(tostring({}) .. " " .. tostring(string.find) .. " " .. string.format("%p", {}))
 --- setup
 bounded('/sandbox/a', 'error')
+
+
+
+=== TEST 36: time budget: big string work between two hooks, no allocation
+Interned strings: after the first round neither `..` nor `<` allocates
+(the result is found in the string table), so no collection moves the
+hook forward; each instruction compares or hashes 1 MB, and only the
+hook every 1,000 instructions reads the clock.  The model's worst case:
+it must still stop at about the time budget.
+--- attack: time
+--- user_files
+>>> sandbox/a.lua
+local a = ("x"):rep(5e5) .. "a"
+local b = ("x"):rep(5e5) .. "b"
+while true do
+    local c = a .. b
+    local lt = a < b
+end
+--- setup
+bounded('/timed/a', 'time')

@@ -75,6 +75,10 @@ $(BUILD)/obj/fuzz/replay.o: validators/fuzz/replay.c
 	@mkdir -p $(@D)
 	$(ROUTE_CC) $(ROUTE_CFLAGS) -c -o $@ validators/fuzz/replay.c
 
+$(BUILD)/obj/fuzz/replay_targets.o: validators/fuzz/replay_targets.c
+	@mkdir -p $(@D)
+	$(ROUTE_CC) $(ROUTE_CFLAGS) -c -o $@ validators/fuzz/replay_targets.c
+
 $(ROUTE_BENCH_CORE_OBJS): $(BUILD)/obj/bench/%.o: validators/%.c \
 		$(ROUTE_CORE_HDRS)
 	@mkdir -p $(@D)
@@ -103,6 +107,7 @@ $(BUILD)/bin/route-name-bench: $(BUILD)/obj/bench/route_name_bench.o \
 		$(ROUTE_BENCH_LIBS)
 
 $(BUILD)/bin/route-name-fuzz-replay: $(BUILD)/obj/fuzz/replay.o \
+		$(BUILD)/obj/fuzz/replay_targets.o \
 		$(BUILD)/obj/fuzz/route_name_fuzz.o \
 		$(BUILD)/obj/fuzz/route_name_pcre_fuzz.o $(ROUTE_CORE_OBJS)
 	@mkdir -p $(@D)

@@ -70,9 +70,10 @@ $(BUILD)/obj/sandbox/sandbox_pattern_fuzz.o: \
 		-DLLVMFuzzerTestOneInput=sandbox_pattern_fuzz_input -c -o $@ \
 		$(SANDBOX_FUZZ_DIR)/sandbox_pattern_fuzz.c
 
-$(BUILD)/obj/sandbox/replay.o: $(SANDBOX_FUZZ_DIR)/replay.c
+# the replay driver is the route name fuzzers' (validators/build.mk)
+$(BUILD)/obj/sandbox/replay_targets.o: $(SANDBOX_FUZZ_DIR)/replay_targets.c
 	@mkdir -p $(@D)
-	$(SANDBOX_CC) $(SANDBOX_CFLAGS) -c -o $@ $(SANDBOX_FUZZ_DIR)/replay.c
+	$(SANDBOX_CC) $(SANDBOX_CFLAGS) -c -o $@ $(SANDBOX_FUZZ_DIR)/replay_targets.c
 
 
 $(BUILD)/bin/sandbox-pattern-test: \
@@ -82,7 +83,8 @@ $(BUILD)/bin/sandbox-pattern-test: \
 	@mkdir -p $(@D)
 	$(SANDBOX_CC) $(SANDBOX_CFLAGS) -o $@ $^ $(SANDBOX_LUA_LIBS)
 
-$(BUILD)/bin/sandbox-pattern-fuzz-replay: $(BUILD)/obj/sandbox/replay.o \
+$(BUILD)/bin/sandbox-pattern-fuzz-replay: $(BUILD)/obj/fuzz/replay.o \
+		$(BUILD)/obj/sandbox/replay_targets.o \
 		$(BUILD)/obj/sandbox/sandbox_pattern_fuzz.o \
 		$(BUILD)/obj/sandbox/sandbox_pattern.o \
 		$(BUILD)/obj/sandbox/sandbox_budget.o
@@ -115,5 +117,5 @@ fuzz-pattern: $(BUILD)/fuzz/sandbox-pattern-fuzz
 # a compiler and libluajit2-5.1-dev come from the Debian packages
 $(BUILD)/obj/sandbox/sandbox_pattern.o $(BUILD)/obj/sandbox/sandbox_budget.o \
 $(BUILD)/obj/sandbox/sandbox_pattern_test.o \
-$(BUILD)/obj/sandbox/sandbox_pattern_fuzz.o $(BUILD)/obj/sandbox/replay.o: \
+$(BUILD)/obj/sandbox/sandbox_pattern_fuzz.o $(BUILD)/obj/sandbox/replay_targets.o: \
 		| $(BUILD)/.deps

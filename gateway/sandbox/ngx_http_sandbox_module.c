@@ -74,7 +74,16 @@ ngx_http_sandbox_preconfiguration(ngx_conf_t *cf)
 }
 
 
-static lua_Integer
+/* a count as int64_t, at most 2^62: no budget is that large, and the
+ * sums of the budget's counters cannot overflow */
+static int64_t
+ngx_http_sandbox_count(lua_Number n)
+{
+    return n > 4.6e18 ? (int64_t) 4611686018427387904LL : (int64_t) n;
+}
+
+
+static int64_t
 ngx_http_sandbox_limit(lua_State *L, int arg, lua_Number scale)
 {
     lua_Number  n;
@@ -85,9 +94,7 @@ ngx_http_sandbox_limit(lua_State *L, int arg, lua_Number scale)
         luaL_argerror(L, arg, "a budget is not negative");
     }
 
-    /* 2^62: no budget is that large, and the sums cannot overflow */
-    return n > 4.6e18 ? (lua_Integer) 4611686018427387904LL
-                      : (lua_Integer) n;
+    return ngx_http_sandbox_count(n);
 }
 
 
@@ -150,6 +157,7 @@ ngx_http_sandbox_run(lua_State *L)
 }
 
 
+/* core.charge(steps): work done in Lua's name, e.g. bytes / 64 */
 static int
 ngx_http_sandbox_charge(lua_State *L)
 {
@@ -158,14 +166,14 @@ ngx_http_sandbox_charge(lua_State *L)
     n = luaL_checknumber(L, 1);
 
     if (n >= 1) {
-        sandbox_budget_charge(L, n > 4.6e18 ? (int64_t) 4611686018427387904LL
-                                            : (int64_t) n);
+        sandbox_budget_charge(L, ngx_http_sandbox_count(n));
     }
 
     return 0;
 }
 
 
+/* core.reserve(bytes): memory C code takes outside the allocator */
 static int
 ngx_http_sandbox_reserve(lua_State *L)
 {
@@ -174,8 +182,7 @@ ngx_http_sandbox_reserve(lua_State *L)
     n = luaL_checknumber(L, 1);
 
     if (n >= 1) {
-        sandbox_budget_reserve(L, n > 4.6e18 ? (int64_t) 4611686018427387904LL
-                                             : (int64_t) n);
+        sandbox_budget_reserve(L, ngx_http_sandbox_count(n));
     }
 
     return 0;

@@ -1,13 +1,12 @@
 
 /*
- * The fuzz targets without libFuzzer: feeds every file of the given
- * directories (by default validators/fuzz/corpus and validators/fuzz/
- * crashers) to both targets, so that the seed corpus and every crasher
- * kept are regression tests of "make test".
- *
- * The targets are compiled in with their LLVMFuzzerTestOneInput() renamed
- * to route_name_fuzz_input() and route_name_pcre_fuzz_input(); a target
- * that disagrees abort()s, which fails the test.  Prints TAP, one test a
+ * Fuzz targets without libFuzzer: feeds every file of the given
+ * directories (by default the suite's corpus and crashers) to the suite's
+ * targets, so that the seed corpus and every crasher kept are regression
+ * tests of "make test".  Shared by the fuzz suites: each links in a
+ * replay_targets.c of its own, which names its directories and calls its
+ * targets (their LLVMFuzzerTestOneInput() renamed); a target that
+ * disagrees abort()s, which fails the test.  Prints TAP, one test a
  * file; a missing directory is no test.
  */
 
@@ -19,8 +18,9 @@
 #include <string.h>
 
 
-int route_name_fuzz_input(const uint8_t *data, size_t size);
-int route_name_pcre_fuzz_input(const uint8_t *data, size_t size);
+/* the suite's: replay_targets.c */
+extern char *replay_dirs[];
+void replay_input(const uint8_t *data, size_t size);
 
 static int replay_dir(const char *dir);
 static int replay_file(const char *path);
@@ -35,13 +35,11 @@ main(int argc, char **argv)
 {
     int  i, failed;
 
-    static char  *dirs[] = {
-        "validators/fuzz/corpus", "validators/fuzz/crashers", NULL
-    };
-
     if (argc < 2) {
-        argv = dirs - 1;
-        argc = 3;
+        argv = replay_dirs - 1;
+        for (argc = 1; replay_dirs[argc - 1] != NULL; argc++) {
+            /* void */
+        }
     }
 
     failed = 0;
@@ -164,8 +162,7 @@ replay_file(const char *path)
 
     fflush(stdout);
 
-    route_name_fuzz_input(data, (size_t) len);
-    route_name_pcre_fuzz_input(data, (size_t) len);
+    replay_input(data, (size_t) len);
 
     printf("ok %u - %s (%ld bytes)\n", replay_tests, path, len);
 

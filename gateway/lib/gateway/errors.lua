@@ -7,9 +7,12 @@
 -- (the redirect clears the guard's request context, not the URI built
 -- before it):
 --
---   error_page 400 403 404 405 413 414 500 501 502 503 504
---       /_gateway_error?tree=routes&reason=$route_guard_result
---                      &route=$route_name;     (one line in nginx.conf)
+--   error_page 400 403 404 405 413 414 494 500 501 502 503 504
+--       /_gateway_error?tree=$gateway_tree&reason=$route_guard_result
+--                      &route=$route_name;     (once, per server)
+--
+-- $gateway_tree (a map of $uri in nginx.conf) is empty outside the route
+-- locations, where the guard never ran and reason is empty too.
 --
 --   location = /_gateway_error {
 --       internal;

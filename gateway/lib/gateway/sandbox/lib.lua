@@ -202,8 +202,10 @@ string_lib.format = function(fmt, ...)
         return produced(str_format(fmt, ...))
     end
 
+    -- a conversion that may be %p: without_p() tells for sure (linear:
+    -- each run of flags and digits ends at the next %)
     local args
-    if str_find(fmt, "p", 1, true) then
+    if str_find(fmt, "%%[-+ #0-9.]*p") then
         args = { ... }
         charge_bytes(#fmt)
         fmt = without_p(fmt, args)
