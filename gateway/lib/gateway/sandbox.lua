@@ -76,9 +76,10 @@ function _M.run(fn, opts)
                                       opt(opts, "nesting"))
 
     mt.__index = index
+    local buf, exit = state.buf, state.exit
+    budget = budget or state.failed
     lib.finish()
 
-    budget = budget or state.failed
     if budget then
         return nil, budget
     end
@@ -87,7 +88,7 @@ function _M.run(fn, opts)
         return nil, "error", err
     end
 
-    return state.buf, state.exit
+    return buf, exit
 end
 
 
