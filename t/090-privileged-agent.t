@@ -79,6 +79,21 @@ my $config = <<'_EOC_';
             ngx.say("me: ", require("ngx.process").type())
         }
     }
+
+    # what an agent timer stored under <key>, once it has
+    location ~ ^/dict/(?<key>\w+)$ {
+        content_by_lua_block {
+            local got
+            for _ = 1, 50 do
+                got = ngx.shared.agent:get(ngx.var.key)
+                if got then
+                    break
+                end
+                ngx.sleep(0.1)
+            end
+            ngx.say(got)
+        }
+    }
 _EOC_
 
 add_block_preprocessor(sub {
@@ -477,3 +492,123 @@ GET /ping
 --- response_body
 pong
 
+
+
+
+=== TEST 10: enable_privileged_agent(0) is refused: the master says so and starts no agent
+--- http_config
+    init_by_lua_block {
+        assert(require("ngx.process").enable_privileged_agent(0))
+    }
+--- setup
+my $master = master();
+TestGateway::wait_until(5, sub { @{ children($master)->{workers} } == 2 })
+    or die "no 2 workers\n";
+sleep 0.3;
+my $k = children($master);
+die "an agent with 0 connections: @{ $k->{agents} }\n" if @{ $k->{agents} };
+# the master said why, at its start
+TestGateway::read_log(0) =~ /\[error\] $master#\d+: 0 worker_connection is not enough, privileged agent process cannot be spawned/
+    or die "the master did not log why it started no agent\n";
+--- request
+GET /ping
+--- response_body
+pong
+
+
+
+=== TEST 11: enable_privileged_agent(8): an agent timer's 4th connection is one too many
+--- http_config
+    lua_shared_dict agent 1m;
+
+    init_by_lua_block {
+        assert(require("ngx.process").enable_privileged_agent(8))
+    }
+
+    init_worker_by_lua_block {
+        if require("ngx.process").type() ~= "privileged agent" then
+            return
+        end
+
+        assert(ngx.timer.at(0, function (premature)
+            if premature then
+                return
+            end
+
+            local socks, results = {}, {}
+            for i = 1, 4 do
+                local sock = ngx.socket.tcp()
+                local ok, err = sock:connect("127.0.0.1",
+                                             $TEST_NGINX_SERVER_PORT)
+                results[i] = ok and "ok" or "failed: " .. tostring(err)
+                socks[i] = sock
+            end
+            for _, sock in ipairs(socks) do
+                sock:close()
+            end
+
+            ngx.shared.agent:set("connects", table.concat(results, ", "))
+        end))
+    }
+--- setup
+my $agent = wait_agent(master(), 5) or die "no agent\n";
+TestGateway::wait_until(5, sub {
+    TestGateway::read_log(0) =~ /\[alert\] $agent#\d+: \*\d+ 8 worker_connections are not enough/
+}) or die "the agent did not log its connection shortage\n";
+--- request
+GET /dict/connects
+--- response_body_like
+^ok, ok, ok, failed: 
+--- allow_alert
+
+
+
+=== TEST 12: thread pools run in the agent too: ngx.run_worker_thread from an agent timer
+--- main_config
+    thread_pool agentpool threads=1;
+--- http_config
+    lua_shared_dict agent 1m;
+    lua_package_path "$TEST_NGINX_HTML_DIR/?.lua;;";
+
+    init_by_lua_block {
+        assert(require("ngx.process").enable_privileged_agent(100))
+    }
+
+    init_worker_by_lua_block {
+        if require("ngx.process").type() ~= "privileged agent" then
+            return
+        end
+
+        assert(ngx.timer.at(0, function (premature)
+            if premature then
+                return
+            end
+            local ok, sum = ngx.run_worker_thread("agentpool", "agent_task",
+                                                  "add", 2, 3)
+            ngx.shared.agent:set("thread", tostring(ok) .. " " .. tostring(sum))
+        end))
+    }
+--- user_files
+>>> agent_task.lua
+return { add = function (a, b) return a + b end }
+--- request
+GET /dict/thread
+--- response_body
+true 5
+
+
+
+=== TEST 13: the gateway's runtime refuses master_process off: its agent needs a master
+--- main_config
+    master_process off;
+--- http_config
+    init_by_lua_block {
+        require("gateway.agent").enable()
+    }
+--- config
+    location = /ping {
+        return 200 "pong\n";
+    }
+--- must_die: start
+--- error_log
+the gateway needs nginx's master process, which starts its privileged agent: "master_process off" is not supported

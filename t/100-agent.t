@@ -18,6 +18,7 @@ use warnings;
 use Cwd qw(realpath);
 use File::Basename qw(dirname);
 use Test::More;
+use POSIX ();
 use Time::HiRes qw(sleep time);
 
 use lib dirname(realpath(__FILE__));
@@ -212,7 +213,42 @@ ok(wait_until(10, sub { join(' ', $gw->get('/agent-check')) eq '200 v5' }),
 is($gw->master, $master, 'the master is the same');
 
 
-# --- the log, and 6. stop ---
+# --- 6. an `nginx -t` that hangs: killed at the deadline, the agent
+# goes on meanwhile and leaves no child behind ---
+
+# nginx -t blocks opening a FIFO without a writer
+my $fifo = "$prefix/hang.fifo";
+POSIX::mkfifo($fifo, 0600) or die "mkfifo $fifo: $!\n";
+$agent = wait_agent($master, 5) or BAIL_OUT('no agent before the hang');
+$from = $gw->log_size;
+my $hang_at = time;
+set_check('v6', "include $fifo;");
+ok(wait_until(10, sub { agent_children($agent) }),
+   'the agent runs nginx -t, which hangs on the FIFO');
+my $alive_at = $gw->status->{agent}{alive_at} // 0;
+ok(wait_until(5, sub { ($gw->status->{agent}{alive_at} // 0) > $alive_at + 1 }),
+   "the agent's loop turns while its nginx -t hangs");
+ok(wait_until(45, sub {
+       my $t = $gw->status->{agent}{last_test};
+       $t && !$t->{ok} && ($t->{at} // 0) > $hang_at;
+   }), 'the hanging test ends as a refusal');
+like($gw->status->{agent}{last_test}{output} // '',
+     qr/did not finish within 30 s and was killed/,
+     '/status: agent.last_test.output says it was killed at the deadline');
+ok(wait_until(3, sub { !agent_children($agent) }),
+   'no child of the agent is left, running or as a zombie')
+    or diag("children: @{[agent_children($agent)]}");
+ok(alive($agent), 'the agent is the same');
+($got, $body) = $gw->get('/agent-check');
+is("$got $body", '200 v5', 'the old configuration still serves');
+
+set_check('v7');
+ok(wait_until(10, sub { join(' ', $gw->get('/agent-check')) eq '200 v7' }),
+   'the next edit goes live: /agent-check answers v7')
+    or diag($gw->read_log($from));
+
+
+# --- the log, and 7. stop ---
 
 # The agent's "nginx -t" of the broken file runs with the instance's
 # prefix, so its [emerg] about next/conf/nginx.conf lands in this log too.
@@ -294,6 +330,12 @@ sub reloads {
     my @l = $gw->read_log($_[0])
             =~ /configuration changed and tested, reloading nginx/g;
     return scalar @l;
+}
+
+# the agent's child processes (zombies too)
+sub agent_children {
+    my $pid = shift;
+    return split ' ', slurp("/proc/$pid/task/$pid/children") // '';
 }
 
 # the master's children, remembered for the final check

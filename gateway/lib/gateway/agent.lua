@@ -11,9 +11,14 @@
 -- Route scripts and modules need nothing from the agent: every worker
 -- watches them itself (the route guard's inotify), which keeps them
 -- correct whether the agent lives or not.
+--
+-- The agent's event loop never blocks: its child processes (the render
+-- script, `nginx -t`) run through ngx.pipe, each with a deadline, after
+-- which it is killed and reaped.
 
 local ffi = require "ffi"
 local process = require "ngx.process"
+local child = require "gateway.child"
 local status = require "gateway.status"
 local metrics = require "gateway.metrics"
 
@@ -27,9 +32,11 @@ local timer_every = ngx.timer.every
 local now = ngx.now
 local update_time = ngx.update_time
 local io_open = io.open
-local io_popen = io.popen
+local ipairs = ipairs
+local pcall = pcall
 local tostring = tostring
 local ffi_string = ffi.string
+local run = child.run
 
 
 ffi.cdef[[
@@ -54,30 +61,9 @@ local SIGHUP = 1
 local POLL_INTERVAL = 0.2   -- seconds between looks at the inotify queue
 local QUIET_PERIOD = 0.5    -- a burst of writes is over after this long
 
+_M.TIMEOUT = 30             -- seconds render-conf or `nginx -t` may take
+
 local buf = ffi.new("char[?]", 4096)
-
-
-local function shell_quote(s)
-    return "'" .. s:gsub("'", "'\\''") .. "'"
-end
-
-
--- Runs a command, returns true or false and its output.  Blocking, which
--- is fine here: the agent serves no requests.
-local function run(cmd)
-    local p = io_popen(cmd .. " 2>&1; echo \"exit:$?\"")
-    if not p then
-        return false, "cannot run " .. cmd
-    end
-
-    local out = p:read("*a")
-    p:close()
-
-    local code = out:match("exit:(%d+)%s*$")
-    out = out:gsub("exit:%d+%s*$", "")
-
-    return code == "0", out
-end
 
 
 local function nginx_binary()
@@ -92,6 +78,9 @@ local function nginx_binary()
     return (ffi_string(path, n):gsub(" %(deleted%)$", ""))
 end
 
+
+-- what render-conf needs of the instance file that `make run` writes
+local INSTANCE_VARS = { "CONF", "PORT", "STATUS_PORT", "ROUTES" }
 
 local function read_instance(prefix)
     local f = io_open(prefix .. "instance", "rb")
@@ -124,22 +113,28 @@ local function apply(opts)
         return
     end
 
+    for _, k in ipairs(INSTANCE_VARS) do
+        if not vars[k] then
+            log(ERR, "gateway agent: ", prefix, "instance has no ", k,
+                ", cannot render the configuration")
+            return
+        end
+    end
+
     local next_prefix = prefix .. "next"
-    local ok, out = run(shell_quote(opts.render) .. " "
-                        .. shell_quote(vars.CONF) .. " "
-                        .. shell_quote(next_prefix) .. " "
-                        .. shell_quote(vars.PORT) .. " "
-                        .. shell_quote(vars.STATUS_PORT) .. " "
-                        .. shell_quote(vars.ROUTES) .. " "
-                        .. shell_quote(vars.MODULES or vars.LIB) .. " "
-                        .. shell_quote(vars.SANDBOX_ROUTES or "") .. " "
-                        .. shell_quote(vars.WORKERS or ""))
+    local timeout = opts.timeout or _M.TIMEOUT
+    local ok, out = run({ opts.render, vars.CONF, next_prefix, vars.PORT,
+                          vars.STATUS_PORT, vars.ROUTES,
+                          vars.MODULES or vars.LIB or "",
+                          vars.SANDBOX_ROUTES or "", vars.WORKERS or "" },
+                        timeout)
 
     if ok then
         -- -e stderr: the test's complaints go to us, not to the live
         -- error log, where they would read as the running nginx's
-        ok, out = run(shell_quote(opts.nginx) .. " -t -q -e stderr -p "
-                      .. shell_quote(prefix) .. " -c next/conf/nginx.conf")
+        ok, out = run({ opts.nginx, "-t", "-q", "-e", "stderr",
+                        "-p", prefix, "-c", "next/conf/nginx.conf" },
+                      timeout)
     end
 
     update_time()
@@ -160,8 +155,8 @@ local function apply(opts)
 
     _M.last_failure = nil
 
-    ok, out = run("cp " .. shell_quote(next_prefix .. "/conf") .. "/*.conf "
-                  .. shell_quote(prefix .. "conf/"))
+    ok, out = run({ "/bin/sh", "-c", 'exec cp "$1"/*.conf "$2"', "sh",
+                    next_prefix .. "/conf", prefix .. "conf/" }, timeout)
     if not ok then
         log(ERR, "gateway agent: cannot install the new configuration: ",
             out)
@@ -197,6 +192,7 @@ local function watch(opts)
     end
 
     local pending    -- when the last change of a burst was seen
+    local applying   -- a test and reload in progress (its children run)
 
     local function tick(premature)
         if premature then
@@ -215,9 +211,15 @@ local function watch(opts)
             return
         end
 
-        if pending and now() - pending >= QUIET_PERIOD then
+        -- changes seen while a test runs are applied after it
+        if pending and not applying and now() - pending >= QUIET_PERIOD then
             pending = nil
-            apply(opts)
+            applying = true
+            local ok, err = pcall(apply, opts)
+            applying = false
+            if not ok then
+                log(ERR, "gateway agent: ", err)
+            end
         end
     end
 
@@ -225,7 +227,20 @@ local function watch(opts)
 end
 
 
+-- The agent is a child of nginx's master: "master_process off" leaves the
+-- gateway without one (no configuration reloads), so it is refused.
+local NO_MASTER = 'the gateway needs nginx\'s master process, which starts '
+                  .. 'its privileged agent: "master_process off" is not '
+                  .. 'supported'
+
+
 function _M.enable()
+    -- wherever the directive stands in the file; nginx -t
+    -- skips init_by_lua, so only a start refuses
+    if process.type() == "single" then
+        error(NO_MASTER, 0)
+    end
+
     local ok, err = process.enable_privileged_agent(64)
     if not ok then
         log(WARN, "gateway agent: disabled: ", err)
