@@ -2,8 +2,10 @@
 # past it is refused where it happens and LuaJIT raises "not enough
 # memory" there.  Refusals must leave the VM consistent wherever they
 # fall: string interning, table array and hash growth, closures, `..`,
-# the C library (rep, format, concat, gsub, json), the collector's own
-# steps.  A mixed script runs under every memory budget from nothing to
+# the C library (rep, format, concat, gsub, json.encode), the
+# collector's own steps.  (json.decode runs with the allocator refusing
+# nothing, after its worst case is reserved: a refusal inside lua-cjson
+# would leak its buffer.)  A mixed script runs under every memory budget from nothing to
 # what it needs, in small steps, so that the refusal falls on a
 # different allocation each time; after each run trusted code in the
 # same worker does the same kinds of work and checks its results.
@@ -63,7 +65,9 @@ end
 local s = table.concat(t, ",")
 local g = s:gsub("(%d+)-", "%1+")
 local r = ("ab"):rep(500, ",")
-local j = json.decode(json.encode(h))
+local e = json.encode(h)
+-- decode reserves 65 bytes per byte of text up front (lib.lua): a small one
+local j = json.decode(json.encode({ key300 = h.key300 }))
 local x = string.format("%s|%d|%s", g:sub(1, 20), #r, j.key300[2])
 local y = ""
 for i = 1, 50 do y = y .. i end
@@ -103,3 +107,50 @@ TestGateway::verdict('refusals at every allocation', \@errs);
 GET /sandbox/hello
 --- response_body
 hello xxx 5
+
+
+
+=== TEST 2: json.decode under the memory budget leaks nothing outside the heap
+lua-cjson mallocs a buffer the size of the text while it decodes and
+frees it when it returns; a refusal inside it would unwind past the free,
+900 KB a request here.  30 such requests leave the worker's RSS where it
+was.
+--- config
+    location ~ ^/sandbox/(.+)$ {
+        route_guard $1;
+        route_guard_root html/sandbox;
+        content_by_lua_block {
+            require("gateway.sandbox").serve{ time = 2 * $TEST_NGINX_SLOWDOWN }
+        }
+    }
+
+    location = /pid {
+        content_by_lua_block { ngx.say(ngx.worker.pid()) }
+    }
+--- user_files
+>>> sandbox/decode.lua
+local v, err = json.decode("[" .. ("{},"):rep(3e5) .. "{}]")
+ngx.say(v and #v or err)
+--- setup
+my @errs;
+my $pid = TestSandbox::get_ok('/pid')->{body};
+chomp $pid;
+my ($before, $after);
+for my $i (1 .. 35) {
+    my $r = TestSandbox::get_ok('/sandbox/decode');
+    push @errs, "request $i: $r->{status} '$r->{body}'"
+        unless $r->{status} == 503 && $r->{body} =~ /"budget":"memory"/;
+    $before = TestGateway::Util::rss_kib($pid) if $i == 5;
+}
+$after = TestGateway::Util::rss_kib($pid);
+Test::More::note("worker RSS $before KiB after 5 requests, $after KiB after 35");
+push @errs, "the worker's RSS grew by " . ($after - $before) . " KiB"
+    if $after - $before > 4096;
+my $now = TestSandbox::get_ok('/pid')->{body};
+chomp $now;
+push @errs, "the worker changed: $pid, then $now" unless $now eq $pid;
+TestGateway::verdict('no leak when json.decode meets the budget', \@errs);
+--- request
+GET /pid
+--- response_body_like
+^\d+$

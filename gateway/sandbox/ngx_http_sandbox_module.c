@@ -10,7 +10,8 @@
  * and the library functions whose work is counted against the budget
  * while they run: find, match, gmatch, gsub (sandbox_pattern.c), sort
  * (sandbox_table.c); charge(n) for work counted in Lua, reserve(bytes)
- * for memory taken outside the VM's allocator.
+ * for memory taken outside the VM's allocator, unrefused(fn, ...) for C
+ * code that an allocation failure would leave with a leak.
  *
  * Requiring it wraps the VM's allocator (sandbox_budget.c): do it at
  * worker start (init_worker_by_lua), as the shipped configuration does.
@@ -189,6 +190,31 @@ ngx_http_sandbox_reserve(lua_State *L)
 }
 
 
+/*
+ * core.unrefused(fn, ...): fn(...) with the allocator refusing nothing,
+ * then the memory budget checked; fn's results, or its error raised
+ * again.  For lua-cjson's decode, which leaks its buffer when an
+ * allocation fails inside it; the caller reserves its worst case first.
+ */
+static int
+ngx_http_sandbox_unrefused(lua_State *L)
+{
+    int  rc;
+
+    luaL_checktype(L, 1, LUA_TFUNCTION);
+
+    sandbox_budget_unrefused(L, 1);
+    rc = lua_pcall(L, lua_gettop(L) - 1, LUA_MULTRET, 0);
+    sandbox_budget_unrefused(L, 0);
+
+    if (rc != 0) {
+        return lua_error(L);
+    }
+
+    return lua_gettop(L);
+}
+
+
 static int
 ngx_http_sandbox_open(lua_State *L)
 {
@@ -196,6 +222,7 @@ ngx_http_sandbox_open(lua_State *L)
         { "run", ngx_http_sandbox_run },
         { "charge", ngx_http_sandbox_charge },
         { "reserve", ngx_http_sandbox_reserve },
+        { "unrefused", ngx_http_sandbox_unrefused },
         { "find", sandbox_pattern_find },
         { "match", sandbox_pattern_match },
         { "gmatch", sandbox_pattern_gmatch },

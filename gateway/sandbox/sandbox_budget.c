@@ -59,6 +59,7 @@ typedef struct {
     int                        hook_every;  /* the count hook's period */
     int                        depth;
     unsigned                   collecting:1;
+    unsigned                   unrefused:1;
     unsigned                   gc_wanted:1;
     sandbox_budget_verdict_e   verdict;
 } sandbox_run_t;
@@ -105,7 +106,9 @@ sandbox_budget_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
         return p;
     }
 
-    if (grow > 0 && !run.collecting && vm->used + grow > run.mem_limit) {
+    if (grow > 0 && !run.collecting && !run.unrefused
+        && vm->used + grow > run.mem_limit)
+    {
         if (run.verdict == SANDBOX_BUDGET_OK) {
             run.verdict = SANDBOX_BUDGET_MEMORY;
         }
@@ -258,6 +261,7 @@ sandbox_budget_arm(lua_State *L, const sandbox_budget_limits_t *limits)
     run.depth = 0;
     run.verdict = SANDBOX_BUDGET_OK;
     run.collecting = 0;
+    run.unrefused = 0;
     run.gc_wanted = 0;
     run.deadline = sandbox_budget_now() + (uint64_t) limits->time_ns;
 
@@ -332,6 +336,22 @@ sandbox_budget_reserve(lua_State *L, int64_t bytes)
 
     if (run.vm->used + bytes > run.mem_limit) {
         sandbox_budget_raise(L, SANDBOX_BUDGET_MEMORY);
+    }
+}
+
+
+void
+sandbox_budget_unrefused(lua_State *L, int on)
+{
+    if (!sandbox_budget.armed) {
+        return;
+    }
+
+    run.unrefused = on ? 1 : 0;
+
+    if (!on) {
+        /* what the call took counts now, as if asked for before */
+        sandbox_budget_reserve(L, 0);
     }
 }
 

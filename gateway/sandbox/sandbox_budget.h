@@ -69,6 +69,13 @@ void sandbox_budget_charge(lua_State *L, int64_t n);
  * the run (cjson's buffers): raises past the memory budget. */
 void sandbox_budget_reserve(lua_State *L, int64_t bytes);
 
+/* Around a C function that does not free its own buffers when an error
+ * unwinds it (lua-cjson's decode mallocs one the size of its input): on,
+ * the allocator refuses nothing, so no refusal unwinds it; off, the
+ * memory taken meanwhile is checked against the budget (raises past
+ * it).  The caller bounds what the function can take beforehand. */
+void sandbox_budget_unrefused(lua_State *L, int on);
+
 /* Around a call from C back into the script (a gsub replacement
  * function, a sort comparator): raises past the nesting budget. */
 void sandbox_budget_enter(lua_State *L);

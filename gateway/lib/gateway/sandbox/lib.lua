@@ -33,6 +33,7 @@ local type = type
 local unpack = unpack
 local charge = core.charge
 local reserve = core.reserve
+local unrefused = core.unrefused
 local str_find = string.find
 local str_format = string.format
 local str_lower = string.lower
@@ -349,13 +350,24 @@ local function encode(v)
     return produced(json_encode(v))
 end
 
+-- Decoding takes a malloc'd buffer the size of the text, which lua-cjson
+-- frees only when it returns: an allocation refused inside it would leak
+-- the buffer, request after request.  So it runs with the allocator
+-- refusing nothing (core.unrefused), after the worst it can take is
+-- reserved: the buffer, and at most DECODED bytes of Lua heap per byte
+-- of text (about 30 in the worst documents: "[{},{},...]", growing
+-- arrays and hashes, new strings).
+local DECODED = 64
+
 local function decode(text)
-    if type(text) == "string" then
-        -- the decoder unescapes strings into a buffer of its own
-        reserve(#text)
-        charge_bytes(#text)
+    if type(text) == "number" then
+        text = tostring(text)       -- as lua-cjson would, inside
+    elseif type(text) ~= "string" then
+        return json_decode(text)    -- refused before any buffer
     end
-    return json_decode(text)
+    reserve((DECODED + 1) * #text)
+    charge_bytes(#text)
+    return unrefused(json_decode, text)
 end
 
 
