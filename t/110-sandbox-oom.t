@@ -114,7 +114,7 @@ hello xxx 5
 lua-cjson mallocs a buffer the size of the text while it decodes and
 frees it when it returns; a refusal inside it would unwind past the free,
 900 KB a request here.  30 such requests leave the worker's RSS where it
-was.
+was (in a checked run: no leak reported).
 --- config
     location ~ ^/sandbox/(.+)$ {
         route_guard $1;
@@ -144,8 +144,10 @@ for my $i (1 .. 35) {
 }
 $after = TestGateway::Util::rss_kib($pid);
 Test::More::note("worker RSS $before KiB after 5 requests, $after KiB after 35");
+# under valgrind or a sanitizer the RSS is theirs; their leak check at
+# the worker's exit is the check there
 push @errs, "the worker's RSS grew by " . ($after - $before) . " KiB"
-    if $after - $before > 4096;
+    if $after - $before > 4096 && !TestGateway::Util::checked();
 my $now = TestSandbox::get_ok('/pid')->{body};
 chomp $now;
 push @errs, "the worker changed: $pid, then $now" unless $now eq $pid;

@@ -341,6 +341,10 @@ sub prepare_server_root {
     # workers run as nobody when we are root: they must reach html/
     chmod 0755, $ServRoot, "$ServRoot/conf", "$ServRoot/logs", $HtmlDir;
 
+    # under valgrind a process a worker forks (ngx.pipe's child, before
+    # its exec) opens a valgrind log of its own, as nobody
+    chmod 01777, "$ServRoot/logs" if $TestGateway::Util::Valgrind;
+
     if ($> == 0) {
         for (my $d = $ServRoot; $d ne '/'; $d = dirname($d)) {
             diag("warning: $d is not world-searchable; nobody cannot"
