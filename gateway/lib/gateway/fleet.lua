@@ -12,9 +12,9 @@
 -- applied, with a health check when the watch is quiet.  Each revision's
 -- changes are applied in an order that never shows a route without its
 -- module of the same revision: modules written before routes, routes
--- deleted before modules.  The revision applied and the content hash of
--- every key written are kept in <prefix>fleet.state, so a new agent
--- resumes where the last one stopped.  Another timer reports the node's
+-- deleted before modules.  The revision applied, the content hash of
+-- every key written and the keys refused are kept in <prefix>fleet.state,
+-- so a new agent resumes where the last one stopped.  Another timer reports the node's
 -- revision and errors under /gateway/<fleet>/nodes/<node>, with a lease.
 -- README.md, "Fleet", says what a request can observe.
 
@@ -166,12 +166,16 @@ local function load_state()
     S.revision = tonumber(st.revision) or 0
     S.cluster = st.cluster
     S.keys = st.keys
+    if type(st.errors) == "table" then
+        S.errors = st.errors
+    end
 end
 
 
 local function save_state()
     local ok, err = replace_file(state_file(), json_encode({
-        revision = S.revision, cluster = S.cluster, keys = S.keys }))
+        revision = S.revision, cluster = S.cluster, keys = S.keys,
+        errors = S.errors }))
     if not ok then
         log(ERR, "gateway fleet: cannot save ", state_file(), ": ", err)
     end
