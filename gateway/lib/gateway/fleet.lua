@@ -13,8 +13,9 @@
 -- changes are applied in an order that never shows a route without its
 -- module of the same revision: modules written before routes, routes
 -- deleted before modules.  The revision applied, the content hash of
--- every key written and the keys refused are kept in <prefix>fleet.state,
--- so a new agent resumes where the last one stopped.  Another timer reports the node's
+-- every key written and the keys refused are kept in
+-- <prefix>fleet.state, so a new agent resumes where the last one
+-- stopped.  Another timer reports the node's
 -- revision and errors under /gateway/<fleet>/nodes/<node>, with a lease.
 -- README.md, "Fleet", says what a request can observe.
 
