@@ -230,6 +230,52 @@ is_deeply([sort keys %$reports],
           'each node reports under nodes/')
     or diag(explain($reports));
 
+
+
+# --- 9. authentication: the node's role reads, a wrong password says so ---
+
+my $pw = $etcd->enable_auth(fleet => $fleet);
+write_file("$nodes[0]{base}/node.pw", "$pw->{node}\n");
+write_file("$nodes[1]{base}/node.pw", "not-the-password\n");
+for my $i (0, 1) {
+    write_file("$nodes[$i]{prefix}/fleet",
+               join '', map { "$_\n" } 'ETCD=' . $etcd->endpoints,
+                    "FLEET=$fleet", "NODE=node$i", 'ETCD_USER=node',
+                    "ETCD_PASSWORD_FILE=$nodes[$i]{base}/node.pw");
+}
+# new agents read the settings (and node 2's, without credentials, leaves
+# the watch that etcd kept for it from before auth was enabled)
+for my $gw (@nodes) {
+    my ($a) = $gw->agents;
+    kill KILL => $a;
+}
+$etcd->put("${prefix}routes/authed.lua", 'ngx.say("authed")');
+ok(wait_until(20, sub { my ($s, $b) = $nodes[0]->get('/lua/authed');
+                        "$s $b" eq '200 authed' }),
+   'a node with the node role follows the fleet');
+ok(wait_until(20, sub { my $f = $nodes[1]->status->{fleet};
+                        !$f->{connected}
+                        && ($f->{last_error} // '') =~ /authentication/ }),
+   'a wrong password: /status says connected=false and why')
+    or diag(explain($nodes[1]->status->{fleet}), `ps -ef | grep nginx`);
+my $f1 = $nodes[1]->status->{fleet};
+like($f1->{last_error}, qr/^authentication as node: .*(?:password|auth)/i,
+     "... in etcd's words");
+my $log1 = $nodes[1]->read_log;
+like($log1, qr/gateway fleet: authentication as node/,
+     'and the error log says it');
+unlike($log1 . $nodes[0]->read_log, qr/\Q$pw->{node}\E|not-the-password/,
+       'no password in any log');
+unlike(join('', map { $_->get('/status', $_->{status_port}) } @nodes),
+       qr/\Q$pw->{node}\E|not-the-password/, 'nor in /status');
+ok(wait_until(20, sub { my $f = $nodes[2]->status->{fleet};
+                        !$f->{connected} && $f->{last_error} }),
+   'a node without credentials: connected=false')
+    or diag(explain($nodes[2]->status->{fleet}{last_error}));
+note('without credentials: ' . ($nodes[2]->status->{fleet}{last_error} // ''));
+my ($s2) = $nodes[2]->get('/lua/authed');
+is($s2, 404, '... and it gets nothing new');
+
 $_->stop for @nodes;
 $etcd->stop_all;
 

@@ -582,9 +582,10 @@ local function sync(premature, cli)
 
     while not exiting() do
         local before = S.revision
-        local ok, err = pcall(session, cli)
+        -- session() returns nil and why; a Lua error is a bug, logged
+        local ok, res, err = pcall(session, cli)
         if not ok then
-            err = "sync: " .. tostring(err)
+            err = "sync: " .. tostring(res)
         end
 
         if err == "exiting" or exiting() then
