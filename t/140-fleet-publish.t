@@ -225,6 +225,23 @@ write_file("$dir/routes/hello.lua", "ngx.say('hello again')\n");
     isnt($rc, 0, 'no endpoint answers: refused');
     like($out, qr/no etcd endpoint answers: \Q$dead\E: .*; \Q$dead\E: /,
          'says so, with each endpoint and why') or diag($out);
+
+    # a member that takes connections but never answers (SIGSTOP): the
+    # request times out, and the next one answers
+    my $leader = $etcd->wait_leader(20);
+    my ($hung) = grep { $_ != $leader } 0 .. 2;
+    my @order = ($hung, grep { $_ != $hung } 0 .. 2);
+    $etcd->pause($hung);
+    write_file("$dir/routes/hung.lua", "ngx.say('past a hung member')\n");
+    ($rc, $out) = publish($dir, {
+        ETCD => join(',', map { $etcd->endpoint($_) } @order),
+        ETCD_TIMEOUT => 2 });
+    $etcd->resume($hung);
+    is($rc, 0, 'a hung member first: the next one answers') or diag($out);
+    like($out, qr/^published 1 changes, 0 deletions/m, 'published');
+    unlink "$dir/routes/hung.lua";
+    ($rc, $out) = publish($dir);
+    $rev = $etcd->revision;
 }
 
 

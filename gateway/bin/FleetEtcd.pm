@@ -10,6 +10,10 @@ package FleetEtcd;
 #   my $r = $etcd->call('/v3/kv/range', { key => b64($k) });
 #   my $kvs = $etcd->range("$prefix/routes/", $revision);
 #
+# ETCD_TIMEOUT (5) bounds each request, in seconds: a member that
+# accepts connections but does not answer (stopped, overloaded) costs
+# that much before the next endpoint is tried.
+#
 # HTTP::Tiny (Perl core) speaks HTTP; for https:// it uses IO::Socket::SSL
 # (Debian's libio-socket-ssl-perl), verifying the server's certificate
 # against ETCD_CA (or the system's CAs) and presenting ETCD_CERT and
