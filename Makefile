@@ -99,7 +99,8 @@ fleet: $(BUILD)/.deps
 # checkout's routes published to them (FLEET_DEMO_PORT: the first port)
 FLEET_DEMO_PORT ?= 9100
 fleet-demo: all
-	gateway/bin/fleet-demo start $(BUILD)/fleet-demo $(FLEET_DEMO_PORT)
+	NGINX_BIN=$(NGINX) gateway/bin/fleet-demo start $(BUILD)/fleet-demo \
+	    $(FLEET_DEMO_PORT)
 
 fleet-demo-stop:
 	gateway/bin/fleet-demo stop $(BUILD)/fleet-demo

@@ -167,9 +167,9 @@ $rev = $etcd->revision;
 
 my @refused = (
     [ 'a script that does not compile', 'routes/broken.lua', "ngx.say(\n",
-      qr{routes/broken\.lua does not compile: .*broken\.lua:2: unexpected symbol near '<eof>'} ],
-    [ 'a module that does not compile', 'modules/m.lua', "return {\n",
-      qr{modules/m\.lua does not compile: .*m\.lua:2: .*expected} ],
+      qr{routes/broken\.lua does not compile: line 2: unexpected symbol near '<eof>'$}m ],
+    [ 'a module that does not compile', 'modules/m.lua', "local x = = 1\n",
+      qr{modules/m\.lua does not compile: line 1: unexpected symbol near '='$}m ],
     [ 'a name route-check refuses', 'routes/bad name.lua', "ngx.say(1)\n",
       qr{routes/bad name\.lua: reject bad byte} ],
     [ 'a name with a leading dash', 'sandbox/-x.lua', "ngx.say(1)\n",
@@ -249,7 +249,7 @@ write_file("$dir/routes/hello.lua", "ngx.say('hello again')\n");
 
 {
     my $lease = $etcd->lease(60);
-    my $short = $etcd->lease(3);
+    my $short = $etcd->lease(6);
     my $now = time;
     $etcd->put("$prefix/nodes/host-a:9001",
                encode_json({ node => 'host-a:9001', revision => $rev,
@@ -269,15 +269,15 @@ write_file("$dir/routes/hello.lua", "ngx.say('hello again')\n");
     is($rc, 0, 'gatewayctl fleet') or diag($out);
     like($out, qr/^NODE\s+REVISION\s+AGE\s+ERRORS\s+FIRST ERROR$/m,
          'a header');
-    like($out, qr/^host-a:9001\s+$rev\s+[23]s\s+0$/m,
+    like($out, qr/^host-a:9001\s+$rev\s+([2-9]|\d\d)s\s+0$/m,
          'a node up to date: its revision, the age of its report, no error');
-    like($out, qr{^host-b:9001\s+${\($rev - 3)}\s+(30|31)s\s+2\s+disconnected from etcd; \Q$prefix\E/routes/x\.lua: x\.lua:1: '=' expected$}m,
+    like($out, qr{^host-b:9001\s+${\($rev - 3)}\s+(3\d|[4-9]\d)s\s+2\s+disconnected from etcd; \Q$prefix\E/routes/x\.lua: x\.lua:1: '=' expected$}m,
          'a node behind: its errors, the first one, disconnected');
     my $now_rev = $etcd->revision;
     like($out, qr/^fleet f1: 2 nodes reporting, etcd at revision $now_rev$/m,
          'and the store\'s revision');
 
-    ok(wait_until(20, sub {
+    ok(wait_until(30, sub {
         ($rc, $out) = ctl(\%fleet_env, 'fleet');
         $out !~ /host-b/;
     }), 'a node whose lease expired is no longer listed') or diag($out);

@@ -139,7 +139,8 @@ sub start {
 }
 
 
-# $count ports, each free on 127.0.0.1, from $from on
+# $count ports from $from on, each free to listen on 127.0.0.1 as etcd
+# does (SO_REUSEADDR: an earlier member's TIME_WAIT does not count)
 sub free_ports {
     my ($count, $from) = @_;
     my @ports;
@@ -147,7 +148,7 @@ sub free_ports {
         die "no free ports from $from on\n" if $p > 65535;
         my $s = IO::Socket::INET->new(LocalAddr => '127.0.0.1',
                                       LocalPort => $p, Listen => 1,
-                                      ReuseAddr => 0) or next;
+                                      ReuseAddr => 1) or next;
         close $s;
         push @ports, $p;
     }
