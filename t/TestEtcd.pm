@@ -31,7 +31,7 @@ package TestEtcd;
 #   restart($i)         starts a stopped member again on its data
 #   leader              the index of the leader (undef when none answers)
 #   wait_leader($secs)  the leader's index, once there is one
-#   stop_all            every member, also done at exit
+#   stop_all            every member (SIGTERM); at exit SIGKILL
 #
 # Keys, through the first member that answers (as root once auth is on):
 #   call($path, \%body) the decoded answer; etcd's error bodies come back
@@ -139,7 +139,8 @@ sub start {
 }
 
 
-# $count ports, each free on 127.0.0.1, from $from on
+# $count ports from $from on, each free to listen on 127.0.0.1 as etcd
+# does (SO_REUSEADDR: an earlier member's TIME_WAIT does not count)
 sub free_ports {
     my ($count, $from) = @_;
     my @ports;
@@ -147,7 +148,7 @@ sub free_ports {
         die "no free ports from $from on\n" if $p > 65535;
         my $s = IO::Socket::INET->new(LocalAddr => '127.0.0.1',
                                       LocalPort => $p, Listen => 1,
-                                      ReuseAddr => 0) or next;
+                                      ReuseAddr => 1) or next;
         close $s;
         push @ports, $p;
     }
@@ -272,11 +273,13 @@ sub restart {
                . $self->logs;
 }
 
+# TERM by default (KILL after 10 s); at exit KILL at once: the data is
+# the test's, and a member whose peers are gone takes seconds to stop
 sub stop_all {
-    my $self = shift;
+    my ($self, $sig) = @_;
     my @live = grep { $self->{members}[$_]{pid} } 0 .. $#{ $self->{members} };
     $self->signal_member(CONT => $_) for @live;
-    $self->signal_member(TERM => $_) for @live;
+    $self->signal_member($sig // 'TERM' => $_) for @live;
     for my $i (@live) {
         next if $self->wait_gone($i, 10);
         $self->signal_member(KILL => $i);
@@ -497,7 +500,7 @@ sub make_certs {
 END {
     if ($$ == $Owner) {
         my $status = $?;
-        $_->stop_all for @Clusters;
+        $_->stop_all('KILL') for @Clusters;
         $? = $status;
     }
 }
