@@ -30,10 +30,9 @@ my $etcd = TestEtcd->start(members => 3, dir => servroot('fleet-etcd'),
 my @nodes;
 for my $i (0 .. 2) {
     my $gw = ShippedGateway->new(base => servroot("fleet-node$i"),
-                                 port => $base + 2 * $i, workers => 1);
-    write_file("$gw->{prefix}/fleet",
-               join '', map { "$_\n" } 'ETCD=' . $etcd->endpoints,
-                    "FLEET=$fleet", "NODE=node$i");
+        port => $base + 2 * $i, workers => 1,
+        fleet => { ETCD => scalar $etcd->endpoints, FLEET => $fleet,
+                   NODE => "node$i" });
     $gw->start;
     push @nodes, $gw;
 }
@@ -278,6 +277,47 @@ is($s2, 404, '... and it gets nothing new');
 
 $_->stop for @nodes;
 $etcd->stop_all;
+
+
+# --- 10. TLS: the server's certificate verified, a client certificate ---
+
+my $certs = TestEtcd->make_certs(servroot('fleet-certs'));
+my $tls = TestEtcd->start(members => 1, dir => servroot('fleet-etcd-tls'),
+                          port => $base + 150,
+                          tls => { ca => $certs->{ca},
+                                   cert => $certs->{server_cert},
+                                   key => $certs->{server_key} },
+                          client_cert => $certs->{client_cert},
+                          client_key => $certs->{client_key});
+my %tls_fleet = (ETCD => scalar $tls->endpoints, FLEET => $fleet,
+                 NODE => 'tls', ETCD_CA => $certs->{ca},
+                 ETCD_CERT => $certs->{client_cert},
+                 ETCD_KEY => $certs->{client_key});
+my $tnode = ShippedGateway->new(base => servroot('fleet-node-tls'),
+                                port => $base + 20, workers => 1,
+                                fleet => \%tls_fleet);
+$tnode->start;
+$tls->put("${prefix}routes/tls.lua", 'ngx.say("over TLS")');
+ok(wait_until(15, sub { join(' ', $tnode->get('/lua/tls')) eq '200 over TLS' }),
+   'over TLS with a client certificate: the node follows')
+    or diag(explain($tnode->status->{fleet}));
+$tnode->stop;
+
+# the same node trusting another CA refuses the server
+my $other = TestEtcd->make_certs(servroot('fleet-certs-other'));
+my $bad = ShippedGateway->new(base => servroot('fleet-node-tls-bad'),
+                              port => $base + 22, workers => 1,
+                              fleet => { %tls_fleet, NODE => 'tls-bad',
+                                         ETCD_CA => $other->{ca} });
+$bad->start;
+ok(wait_until(15, sub { ($bad->status->{fleet}{last_error} // '')
+                        =~ /TLS|certificate|handshake/i }),
+   'a server certificate from another CA: refused, and /status says so')
+    or diag(explain($bad->status->{fleet}));
+my ($sb) = $bad->get('/lua/tls');
+is($sb, 404, '... and nothing is served from it');
+$bad->stop;
+$tls->stop_all;
 
 done_testing();
 

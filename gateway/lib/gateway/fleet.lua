@@ -661,13 +661,33 @@ function _M.start(opts)
         password = data:gsub("[\r\n]+$", "")
     end
 
+    -- TLS: the server is verified against ETCD_CA (gateway.conf's
+    -- lua_ssl_trusted_certificate, rendered from it); a client
+    -- certificate when etcd asks for one
+    local cert, key
+    if s.ETCD_CERT then
+        local ssl = require "ngx.ssl"
+        local pem, err = read_file(s.ETCD_CERT)
+        cert = pem and ssl.parse_pem_cert(pem)
+        if not cert then
+            return nil, "ETCD_CERT: " .. tostring(err or "not a PEM "
+                                                   .. "certificate")
+        end
+        pem, err = read_file(s.ETCD_KEY or "")
+        key = pem and ssl.parse_pem_priv_key(pem)
+        if not key then
+            return nil, "ETCD_KEY: " .. tostring(err or "not a PEM key")
+        end
+    end
+
     local endpoints = {}
     for url in s.ETCD:gmatch("[^,%s]+") do
         endpoints[#endpoints + 1] = url
     end
 
     local cli, err = etcd.new{ endpoints = endpoints, user = s.ETCD_USER,
-                               password = password }
+                               password = password, cert = cert,
+                               key = key }
     if not cli then
         return nil, err
     end
