@@ -190,6 +190,35 @@ ok(all_serve('/lua/hello', '404', 5), 'and none has what was deleted');
 trees_equal('after the resync');
 
 
+# --- 6b. a resync that would empty a tree holds the deletions ---
+
+# ten routes, then, while node 2's agent is away, all but one deleted and
+# the history compacted: its next agent finds them gone in a full read
+txn(map { (put => "routes/many/r$_.lua" => "ngx.say('r$_')") } 1 .. 10);
+ok(all_serve('/lua/many/r10', '200 r10', 10), 'ten more routes');
+($agent) = $node->agents;
+kill STOP => $agent;
+$etcd->remove("${prefix}routes/many/r$_.lua") for 1 .. 9;
+$etcd->remove("${prefix}routes/$_.lua") for qw(uses broken after-kill back while-away);
+$etcd->compact($etcd->revision);
+kill KILL => $agent;
+ok(wait_until(30, sub { $node->status->{fleet}{held} }),
+   'more than half of a tree gone at once: the deletions are held')
+    or diag(explain($node->status->{fleet}));
+is($node->status->{fleet}{held}{routes}, 14, '/status: fleet.held.routes');
+my ($held_s, $held_b) = $node->get('/lua/many/r3');
+is("$held_s $held_b", '200 r3', 'the held files keep serving');
+my ($other_s) = $nodes[0]->get('/lua/many/r3');
+is($other_s, 404, 'while a node that followed the watch deleted them');
+write_file("$node->{prefix}/fleet.confirm", '');
+ok(wait_until(20, sub { !$node->status->{fleet}{held} }),
+   'an operator confirms ($RUN/fleet.confirm): the deletions go ahead');
+($held_s) = $node->get('/lua/many/r3');
+is($held_s, 404, 'and the files are gone');
+ok(!-e "$node->{prefix}/fleet.confirm", 'the confirmation is used up');
+trees_equal('after the held deletions');
+
+
 # --- 7. the leader killed under a stream of publishes ---
 
 my $leader = $etcd->wait_leader(10);

@@ -540,6 +540,13 @@ local function session(cli)
             end
 
         elseif err == "timeout" then
+            -- held deletions go ahead once an operator confirms them
+            if S.held and file_exists(S.prefix .. "fleet.confirm") then
+                w:close()
+                S.need_resync = true
+                return nil, "resync"
+            end
+
             -- quiet: is the member still there, still ours?
             local res, herr = cli:range(S.key_prefix, range_end, nil, 1)
             if not res then
