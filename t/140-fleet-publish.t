@@ -73,7 +73,7 @@ sub revisions_of {
 
 sub published {
     my $all = $etcd->range("$prefix/");
-    delete $all->{$_} for grep { m{^\Q$prefix\E/nodes/} } keys %$all;
+    delete $all->{$_} for grep { m{^\Q$prefix\E/agents/} } keys %$all;
     return $all;
 }
 
@@ -98,7 +98,7 @@ my %keys = (
 # a node's report, and a key of another fleet: neither is touched
 my $report = encode_json({ node => 'n0', revision => 1, connected => \1,
                            errors => [], at => time });
-$etcd->put("$prefix/nodes/n0", $report);
+$etcd->put("$prefix/agents/n0", $report);
 $etcd->put("/gateway/other/routes/hello.lua", "ngx.say('other')\n");
 
 my $dir = tree('tree', \%files);
@@ -110,7 +110,7 @@ ok($rev, 'publish says what it wrote, and at which revision') or diag($out);
 is($rev, $before + 1, 'in one transaction: one revision');
 is_deeply(published(), \%keys, 'the keys and values are exactly the tree');
 is(revisions_of(keys %keys), $rev, 'every key written at it');
-is($etcd->get("$prefix/nodes/n0"), $report, 'nodes/ untouched');
+is($etcd->get("$prefix/agents/n0"), $report, 'agents/ untouched');
 is($etcd->get('/gateway/other/routes/hello.lua'), "ngx.say('other')\n",
    'another fleet untouched');
 
@@ -141,7 +141,7 @@ $etcd->put("$prefix/sandbox/bad name.lua", "ngx.say('x')\n");
 like($out, qr/^published 0 changes, 2 deletions at revision \d+$/m,
      'keys the tree does not have are deleted') or diag($out);
 is_deeply(published(), \%keys, 'etcd holds the tree');
-is($etcd->get("$prefix/nodes/n0"), $report, 'nodes/ still untouched');
+is($etcd->get("$prefix/agents/n0"), $report, 'agents/ still untouched');
 $rev = $etcd->revision;
 
 # a missing directory leaves its tree alone
@@ -251,11 +251,11 @@ write_file("$dir/routes/hello.lua", "ngx.say('hello again')\n");
     my $lease = $etcd->lease(60);
     my $short = $etcd->lease(6);
     my $now = time;
-    $etcd->put("$prefix/nodes/host-a:9001",
+    $etcd->put("$prefix/agents/host-a:9001",
                encode_json({ node => 'host-a:9001', revision => $rev,
                              connected => \1, errors => [], at => $now - 2 }),
                lease => $lease);
-    $etcd->put("$prefix/nodes/host-b:9001",
+    $etcd->put("$prefix/agents/host-b:9001",
                encode_json({ node => 'host-b:9001', revision => $rev - 3,
                              connected => \0, at => $now - 30,
                              errors => [ { key => "$prefix/routes/x.lua",
@@ -263,7 +263,7 @@ write_file("$dir/routes/hello.lua", "ngx.say('hello again')\n");
                                          { key => "$prefix/routes/y.lua",
                                            error => 'refused' } ] }),
                lease => $short);
-    $etcd->remove("$prefix/nodes/n0");
+    $etcd->remove("$prefix/agents/n0");
 
     ($rc, $out) = ctl(\%fleet_env, 'fleet');
     is($rc, 0, 'gatewayctl fleet') or diag($out);
@@ -284,11 +284,11 @@ write_file("$dir/routes/hello.lua", "ngx.say('hello again')\n");
     like($out, qr/^host-a:9001 /m, 'the other one still is');
     like($out, qr/^fleet f1: 1 node reporting/m, 'one node');
 
-    $etcd->put("$prefix/nodes/garbled", "not json\x01");
+    $etcd->put("$prefix/agents/garbled", "not json\x01");
     ($rc, $out) = ctl(\%fleet_env, 'fleet');
     like($out, qr/^garbled\s+\?\s+\?\s+\?\s+the report is not JSON$/m,
          'a report that is not JSON is shown as such');
-    $etcd->remove("$prefix/nodes/garbled");
+    $etcd->remove("$prefix/agents/garbled");
 }
 
 

@@ -110,7 +110,7 @@ my @hostile = (
     [ 'routes/-dash.lua', 'name' ],
     [ 'routes/.hidden.lua', 'name' ],
     [ 'routes/noext', 'name' ],
-    [ 'etc/passwd.lua', 'tree' ],
+    [ 'other/x.lua', 'tree' ],     # between lib/ and sandbox/
     [ 'routes/huge.lua', 'size', '-- ' . ('x' x (1024 * 1024 + 16)) ],
     [ 'routes/bytecode.lua', 'bytecode', "\x1bLJ\x02" ],
 );
@@ -242,7 +242,7 @@ ok(all_serve('/lua/stream', "200 s$n", 20),
 trees_equal('after the leader was killed');
 
 
-# --- 8. /metrics, the reports under nodes/, stop ---
+# --- 8. /metrics, the reports under agents/, stop ---
 
 my $metrics = $nodes[0]->metrics;
 is($metrics->{gateway_fleet_revision}, $nodes[0]->status->{fleet}{revision},
@@ -252,10 +252,10 @@ ok($metrics->{gateway_fleet_applied_total} >= 10,
 ok($metrics->{gateway_fleet_resyncs_total} >= 1,
    '/metrics: gateway_fleet_resyncs_total');
 is($metrics->{gateway_fleet_connected}, 1, '/metrics: connected');
-my $reports = $etcd->range("${prefix}nodes/");
+my $reports = $etcd->range("${prefix}agents/");
 is_deeply([sort keys %$reports],
-          [map { "${prefix}nodes/node$_" } 0 .. 2],
-          'each node reports under nodes/')
+          [map { "${prefix}agents/node$_" } 0 .. 2],
+          'each node reports under agents/')
     or diag(explain($reports));
 
 

@@ -49,7 +49,7 @@ package TestEtcd;
 #   enable_auth(fleet => $f)  the users root, publisher (role publisher:
 #                       readwrite on /gateway/<f>/) and node (role node:
 #                       read on /gateway/<f>/, readwrite on
-#                       /gateway/<f>/nodes/); auth enabled. Returns
+#                       /gateway/<f>/agents/); auth enabled. Returns
 #                       { user => password }, random passwords.
 #
 # TLS material:
@@ -457,7 +457,7 @@ sub enable_auth {
     }
     $grant->(publisher => READWRITE => $prefix);
     $grant->(node => READ => $prefix);
-    $grant->(node => READWRITE => "${prefix}nodes/");
+    $grant->(node => READWRITE => "${prefix}agents/");
     $self->checked('/v3/auth/enable', {});
 
     my $r = $self->checked('/v3/auth/authenticate',

@@ -23,8 +23,6 @@ local ngx = ngx
 local tcp = ngx.socket.tcp
 local encode_base64 = ngx.encode_base64
 local decode_base64 = ngx.decode_base64
-local byte = string.byte
-local char = string.char
 local find = string.find
 local lower = string.lower
 local sub = string.sub
@@ -62,20 +60,6 @@ local function parse_endpoint(url)
                     .. "\" (http://host:port or https://host:port)"
     end
     return { url = url, scheme = scheme, host = host, port = tonumber(port) }
-end
-
-
--- the end of the range of keys that start with prefix
-function _M.prefix_end(prefix)
-    local n = #prefix
-    while n > 0 do
-        local b = byte(prefix, n)
-        if b < 0xff then
-            return sub(prefix, 1, n - 1) .. char(b + 1)
-        end
-        n = n - 1
-    end
-    return "\0"
 end
 
 
@@ -410,12 +394,11 @@ function _M.range(self, key, range_end, revision, limit)
 end
 
 
--- Every key under prefix at one revision, in pages of page keys:
+-- Every key in [key, range_end) at one revision, in pages of page keys:
 -- kvs, revision, cluster id.
-function _M.range_prefix(self, prefix, page)
-    local range_end = _M.prefix_end(prefix)
+function _M.range_all(self, key, range_end, page)
     local all, revision, cluster = {}, nil, nil
-    local from = prefix
+    local from = key
 
     while true do
         local res, err = self:range(from, range_end, revision, page)

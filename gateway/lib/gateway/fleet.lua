@@ -15,8 +15,10 @@
 -- deleted before modules.  The revision applied, the content hash of
 -- every key written and the keys refused are kept in
 -- <prefix>fleet.state, so a new agent resumes where the last one
--- stopped.  Another timer reports the node's
--- revision and errors under /gateway/<fleet>/nodes/<node>, with a lease.
+-- stopped.  Another timer reports the node's revision and errors under
+-- /gateway/<fleet>/agents/<node>, with a lease: outside the range the
+-- nodes read and watch (lib/ to sandbox/), so that no node hears the
+-- others' reports.
 -- README.md, "Fleet", says what a request can observe.
 
 local cjson = require "cjson.safe"
@@ -59,8 +61,9 @@ _M.PAGE = 1000              -- keys per range request
 _M.IDLE = 3                 -- s of a quiet watch before a health check
 _M.BACKOFF_MIN = 0.5        -- s, the first retry's delay
 _M.BACKOFF_MAX = 30         -- s, the longest
-_M.REPORT_INTERVAL = 5      -- s between the node's reports
+_M.REPORT_INTERVAL = 5      -- s between keepalives of the report's lease
 _M.REPORT_TTL = 20          -- s a report outlives its node
+_M.REPORT_REFRESH = 60      -- s between reports when nothing changed
 _M.TOKEN_REFRESH = 240      -- s; etcd's simple tokens live 300 s
 _M.MAX_ERRORS = 20          -- errors kept for /status and the report
 
@@ -318,16 +321,12 @@ local function resync(kvs, revision, cluster)
 
     for _, kv in ipairs(kvs) do
         local rel = sub(kv.key, prefix_len + 1)
-        if sub(rel, 1, 6) ~= "nodes/" then
-            seen[rel] = true
-            local hash = md5(kv.value or "")
-            local c = change(rel, kv.value or "",
-                             tonumber(kv.mod_revision) or revision)
-            if c and (S.keys[rel] ~= hash
-                      or not file_exists(c.where.path))
-            then
-                changes[#changes + 1] = c
-            end
+        seen[rel] = true
+        local hash = md5(kv.value or "")
+        local c = change(rel, kv.value or "",
+                         tonumber(kv.mod_revision) or revision)
+        if c and (S.keys[rel] ~= hash or not file_exists(c.where.path)) then
+            changes[#changes + 1] = c
         end
     end
 
@@ -418,17 +417,19 @@ local function apply_events(events)
             local changes = {}
             for _, ev in ipairs(by_rev[rev]) do
                 local rel = sub(ev.kv.key, prefix_len + 1)
-                if sub(rel, 1, 6) ~= "nodes/" then
-                    local value
-                    if ev.type ~= "DELETE" then
-                        value = ev.kv.value or ""
+
+                if ev.type == "DELETE" then
+                    -- only what we wrote is ours to delete
+                    local where = S.keys[rel] and S.tree:place(rel)
+                    if where then
+                        changes[#changes + 1] = { rel = rel, where = where }
                     end
-                    local c = change(rel, value, rev)
-                    if c and (c.value == nil or S.keys[rel] ~= c.hash) then
+                    S.errors[rel] = nil
+
+                else
+                    local c = change(rel, ev.kv.value or "", rev)
+                    if c and S.keys[rel] ~= c.hash then
                         changes[#changes + 1] = c
-                    end
-                    if value == nil then
-                        S.errors[rel] = nil
                     end
                 end
             end
@@ -440,7 +441,7 @@ end
 
 
 local function full_read(cli)
-    local kvs, revision, cluster = cli:range_prefix(S.key_prefix, _M.PAGE)
+    local kvs, revision, cluster = cli:range_all(S.first, S.last, _M.PAGE)
     if not kvs then
         return nil, revision
     end
@@ -464,8 +465,7 @@ local function session(cli)
         end
     end
 
-    local range_end = etcd.prefix_end(S.key_prefix)
-    local w, err = cli:watch(S.key_prefix, range_end, S.revision + 1)
+    local w, err = cli:watch(S.first, S.last, S.revision + 1)
     if not w then
         return nil, err
     end
@@ -540,15 +540,8 @@ local function session(cli)
             end
 
         elseif err == "timeout" then
-            -- held deletions go ahead once an operator confirms them
-            if S.held and file_exists(S.prefix .. "fleet.confirm") then
-                w:close()
-                S.need_resync = true
-                return nil, "resync"
-            end
-
             -- quiet: is the member still there, still ours?
-            local res, herr = cli:range(S.key_prefix, range_end, nil, 1)
+            local res, herr = cli:range(S.first, S.last, nil, 1)
             if not res then
                 w:close()
                 return nil, herr
@@ -563,6 +556,13 @@ local function session(cli)
         else
             w:close()
             return nil, err
+        end
+
+        -- held deletions go ahead once an operator confirms them
+        if S.held and file_exists(S.prefix .. "fleet.confirm") then
+            w:close()
+            S.need_resync = true
+            return nil, "resync"
         end
 
         update_time()
@@ -618,17 +618,21 @@ local function sync(premature, cli)
 end
 
 
--- the node's report, under a lease that ends with the node
+-- The node's report, under a lease that ends with the node: written when
+-- it changes and every REPORT_REFRESH seconds, the lease kept alive in
+-- between (a keepalive is no write).
 local lease
+local reported, reported_at = nil, 0
 
 local function report(premature, cli)
     if premature or exiting() then
         return
     end
 
+    if lease and (cli:keepalive(lease) or 0) <= 0 then
+        lease, reported = nil, nil
+    end
     if not lease then
-        lease = cli:grant(_M.REPORT_TTL)
-    elseif (cli:keepalive(lease) or 0) <= 0 then
         lease = cli:grant(_M.REPORT_TTL)
     end
 
@@ -640,13 +644,22 @@ local function report(premature, cli)
                                         error = e.error }
             end
         end
-        local ok, err = cli:put(S.key_prefix .. "nodes/" .. S.node,
-            json_encode({ node = S.node, revision = S.revision,
-                          connected = S.connected, errors = errors,
-                          at = now() }), lease)
-        if not ok then
-            lease = nil
-            log(NOTICE, "gateway fleet: report: ", err)
+        sort(errors, function(a, b) return a.key < b.key end)
+        local body = json_encode({ node = S.node, revision = S.revision,
+                                   connected = S.connected,
+                                   errors = errors })
+
+        update_time()
+        if body ~= reported or now() - reported_at >= _M.REPORT_REFRESH then
+            -- "at": when this was written, for the age gatewayctl shows
+            local ok, err = cli:put(S.key_prefix .. "agents/" .. S.node,
+                body:sub(1, -2) .. ',"at":' .. now() .. "}", lease)
+            if ok then
+                reported, reported_at = body, now()
+            else
+                lease = nil
+                log(NOTICE, "gateway fleet: report: ", err)
+            end
         end
     end
 
@@ -703,6 +716,9 @@ function _M.start(opts)
     S.fleet = s.FLEET
     S.node = s.NODE or "node"
     S.key_prefix = "/gateway/" .. s.FLEET .. "/"
+    -- the three trees' keys, and whatever else sorts between them
+    S.first = S.key_prefix .. "lib/"
+    S.last = S.key_prefix .. "sandbox0"
     S.tree = tree_mod.new(opts.roots)
 
     local old = status.fleet_report()
