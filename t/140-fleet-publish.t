@@ -10,6 +10,8 @@ use warnings;
 use Cwd qw(realpath);
 use File::Basename qw(dirname);
 use File::Path qw(make_path remove_tree);
+use HTTP::Tiny;
+use IO::Socket::INET;
 use JSON::PP qw(encode_json);
 use Test::More;
 
@@ -241,6 +243,65 @@ write_file("$dir/routes/hello.lua", "ngx.say('hello again')\n");
     like($out, qr/^published 1 changes, 0 deletions/m, 'published');
     unlink "$dir/routes/hung.lua";
     ($rc, $out) = publish($dir);
+    $rev = $etcd->revision;
+}
+
+
+# --- another publisher between the read and the transaction ---
+
+# etcd behind a relay that, before it passes the transaction on, has
+# another publisher write a route: the transaction must not apply
+{
+    my $listen = IO::Socket::INET->new(LocalAddr => '127.0.0.1',
+                                       Listen => 5, ReuseAddr => 1)
+        or die "listen: $!\n";
+    my $relayed = 'http://127.0.0.1:' . $listen->sockport;
+    my $upstream = $etcd->endpoint($etcd->wait_leader(20));
+    my $relay = spawn("$base/relay.log", sub {
+        my $http = HTTP::Tiny->new(timeout => 10);
+        my $interfered = 0;
+        while (my $c = $listen->accept) {
+            while (defined(my $line = <$c>)) {
+                my ($path) = $line =~ m{^POST (\S+) HTTP/1} or last;
+                my %h;
+                while (defined(my $l = <$c>)) {
+                    last if $l =~ /^\r?\n\z/;
+                    $h{ lc $1 } = $2 if $l =~ /^([^:]+):\s*(.*?)\r?\n\z/;
+                }
+                read($c, my $body, $h{'content-length'} // 0);
+                $etcd->put("$prefix/routes/late.lua", "ngx.say('late')\n")
+                    if $path eq '/v3/kv/txn' && !$interfered++;
+                my $r = $http->post("$upstream$path", {
+                    headers => { 'Content-Type' => 'application/json' },
+                    content => $body });
+                print $c "HTTP/1.1 $r->{status} $r->{reason}\r\n",
+                         "Content-Type: application/json\r\n",
+                         "Content-Length: ", length $r->{content}, "\r\n\r\n",
+                         $r->{content};
+            }
+            close $c;
+        }
+    });
+    close $listen;
+
+    write_file("$dir/routes/hello.lua", "ngx.say('hello, concurrently')\n");
+    ($rc, $out) = publish($dir, { ETCD => $relayed });
+    kill TERM => $relay;
+    reap($relay, 5);
+    isnt($rc, 0, 'a publish raced by another: refused');
+    like($out, qr/the fleet's trees changed after revision $rev \(another publish\?\): nothing was published; run it again/,
+         'says so') or diag($out);
+    is($etcd->get("$prefix/routes/late.lua"), "ngx.say('late')\n",
+       'the other publish stands');
+    is($etcd->get("$prefix/routes/hello.lua"), "ngx.say('hello again')\n",
+       'nothing of this one was written');
+
+    ($rc, $out) = publish($dir);
+    like($out, qr/^published 1 changes, 1 deletions/m,
+         'run again, it sees the other publish (and deletes it)')
+        or diag($out);
+    write_file("$dir/routes/hello.lua", "ngx.say('hello again')\n");
+    publish($dir);
     $rev = $etcd->revision;
 }
 
