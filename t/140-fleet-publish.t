@@ -371,6 +371,15 @@ write_file("$dir/routes/hello.lua", "ngx.say('hello again')\n");
     like($out, qr/^garbled\s+\?\s+\?\s+\?\s+the report is not JSON$/m,
          'a report that is not JSON is shown as such');
     $etcd->remove("$prefix/nodes/garbled");
+
+    # what a node says is printed as text, on one line, bounded
+    $etcd->put("$prefix/nodes/odd", encode_json({
+        revision => { x => 1 }, at => 'soon',
+        errors => [ { key => 'k', error => "a\e[31mred\n" . 'x' x 300 } ] }));
+    ($rc, $out) = ctl(\%fleet_env, 'fleet');
+    like($out, qr/^odd\s+\?\s+\?\s+1\s+k: a\?\[31mred\?x{187}\.\.\.$/m,
+         'a report\'s odd values: escaped, cut at 200 bytes') or diag($out);
+    $etcd->remove("$prefix/nodes/odd");
 }
 
 
