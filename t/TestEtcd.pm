@@ -35,7 +35,8 @@ package TestEtcd;
 #
 # Keys, through the first member that answers (as root once auth is on):
 #   call($path, \%body) the decoded answer; etcd's error bodies come back
-#                       as they are ({error, message, code})
+#                       as they are ({error, message, code});
+#                       checked() the same, dying on them
 #   put($key, $value, lease => $id)   the revision of the write
 #   get($key)           the value, or undef
 #   mod_revision($key)  the revision of its last write, or undef
