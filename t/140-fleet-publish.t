@@ -10,6 +10,8 @@ use warnings;
 use Cwd qw(realpath);
 use File::Basename qw(dirname);
 use File::Path qw(make_path remove_tree);
+use HTTP::Tiny;
+use IO::Socket::INET;
 use JSON::PP qw(encode_json);
 use Test::More;
 
@@ -28,7 +30,9 @@ my $prefix = "/gateway/$fleet";
 remove_tree($base);
 make_path($base);
 
-my $etcd = TestEtcd->start(members => 3, dir => "$base/etcd");
+# tokens expire after 2 s unused: publish renews them (auth, at the end)
+my $etcd = TestEtcd->start(members => 3, dir => "$base/etcd",
+                           flags => [ '--auth-token-ttl', 2 ]);
 # a dead endpoint first: the next ones are tried in order
 my $dead = 'http://127.0.0.1:' . (TestEtcd::free_ports(1, 40000))[0];
 my %fleet_env = (ETCD => "$dead," . $etcd->endpoints, FLEET => $fleet);
@@ -75,6 +79,53 @@ sub published {
     my $all = $etcd->range("$prefix/");
     delete $all->{$_} for grep { m{^\Q$prefix\E/agents/} } keys %$all;
     return $all;
+}
+
+
+# An HTTP relay to etcd's leader on a port of its own, in a child:
+# $before->($path, $n) runs before the $n-th request of that path is
+# passed on. (URL, pid); every request's path is logged in relay.log.
+sub relay {
+    my ($before) = @_;
+    my $listen = IO::Socket::INET->new(LocalAddr => '127.0.0.1',
+                                       Listen => 5, ReuseAddr => 1)
+        or die "listen: $!\n";
+    my $url = 'http://127.0.0.1:' . $listen->sockport;
+    my $upstream = $etcd->endpoint($etcd->wait_leader(20));
+    my $pid = spawn("$base/relay.log", sub {
+        my $http = HTTP::Tiny->new(timeout => 10);
+        my %seen;
+        while (my $c = $listen->accept) {
+            while (defined(my $line = <$c>)) {
+                my ($path) = $line =~ m{^POST (\S+) HTTP/1} or last;
+                my %h;
+                while (defined(my $l = <$c>)) {
+                    last if $l =~ /^\r?\n\z/;
+                    $h{ lc $1 } = $2 if $l =~ /^([^:]+):\s*(.*?)\r?\n\z/;
+                }
+                read($c, my $body, $h{'content-length'} // 0);
+                print "$path\n";
+                $before->($path, ++$seen{$path});
+                my %fwd = ('Content-Type' => 'application/json');
+                $fwd{Authorization} = $h{authorization}
+                    if defined $h{authorization};
+                my $r = $http->post("$upstream$path",
+                                    { headers => \%fwd, content => $body });
+                print $c "HTTP/1.1 $r->{status} $r->{reason}\r\n",
+                         "Content-Type: application/json\r\n",
+                         "Content-Length: ", length $r->{content},
+                         "\r\n\r\n", $r->{content};
+            }
+            close $c;
+        }
+    });
+    close $listen;
+    return ($url, $pid);
+}
+
+sub stop_relay {
+    kill TERM => $_[0];
+    reap($_[0], 5);
 }
 
 
@@ -245,6 +296,37 @@ write_file("$dir/routes/hello.lua", "ngx.say('hello again')\n");
 }
 
 
+# --- another publisher between the read and the transaction ---
+
+# etcd behind a relay that, before it passes the transaction on, has
+# another publisher write a route: the transaction must not apply
+{
+    my ($relayed, $relay) = relay(sub {
+        $etcd->put("$prefix/routes/late.lua", "ngx.say('late')\n")
+            if $_[0] eq '/v3/kv/txn' && $_[1] == 1;
+    });
+
+    write_file("$dir/routes/hello.lua", "ngx.say('hello, concurrently')\n");
+    ($rc, $out) = publish($dir, { ETCD => $relayed });
+    stop_relay($relay);
+    isnt($rc, 0, 'a publish raced by another: refused');
+    like($out, qr/the fleet's trees changed after revision $rev \(another publish\?\): nothing was published; run it again/,
+         'says so') or diag($out);
+    is($etcd->get("$prefix/routes/late.lua"), "ngx.say('late')\n",
+       'the other publish stands');
+    is($etcd->get("$prefix/routes/hello.lua"), "ngx.say('hello again')\n",
+       'nothing of this one was written');
+
+    ($rc, $out) = publish($dir);
+    like($out, qr/^published 1 changes, 1 deletions/m,
+         'run again, it sees the other publish (and deletes it)')
+        or diag($out);
+    write_file("$dir/routes/hello.lua", "ngx.say('hello again')\n");
+    publish($dir);
+    $rev = $etcd->revision;
+}
+
+
 # --- gatewayctl fleet ---
 
 {
@@ -289,6 +371,15 @@ write_file("$dir/routes/hello.lua", "ngx.say('hello again')\n");
     like($out, qr/^garbled\s+\?\s+\?\s+\?\s+the report is not JSON$/m,
          'a report that is not JSON is shown as such');
     $etcd->remove("$prefix/agents/garbled");
+
+    # what a node says is printed as text, on one line, bounded
+    $etcd->put("$prefix/agents/odd", encode_json({
+        revision => { x => 1 }, at => 'soon',
+        errors => [ { key => 'k', error => "a\e[31mred\n" . 'x' x 300 } ] }));
+    ($rc, $out) = ctl(\%fleet_env, 'fleet');
+    like($out, qr/^odd\s+\?\s+\?\s+1\s+k: a\?\[31mred\?x{187}\.\.\.$/m,
+         'a report\'s odd values: escaped, cut at 200 bytes') or diag($out);
+    $etcd->remove("$prefix/agents/odd");
 }
 
 
@@ -447,6 +538,27 @@ $gw->stop;
     ($rc, $out) = publish($dir);
     isnt($rc, 0, 'without credentials: refused');
     like($out, qr/etcdserver: user name is empty/, 'says so') or diag($out);
+
+    # a token that expires (--auth-token-ttl 2) between the read and the
+    # transaction: renewed once, the transaction goes through
+    {
+        my ($relayed, $relay) = relay(sub {
+            sleep 4 if $_[0] eq '/v3/kv/txn' && $_[1] == 1;
+        });
+        write_file("$dir/routes/auth.lua", "ngx.say('after a renewal')\n");
+        ($rc, $out) = publish($dir, { %{ $as{publisher} },
+                                      ETCD => $relayed, ETCD_TIMEOUT => 10 });
+        stop_relay($relay);
+        is($rc, 0, 'a token expired before the transaction: renewed')
+            or diag($out);
+        is(join(',', grep { m{^/v3/(auth|kv/txn)} }
+                          split /\n/, slurp("$base/relay.log")),
+           '/v3/auth/authenticate,/v3/kv/txn,/v3/auth/authenticate,/v3/kv/txn',
+           'authenticated again, then the transaction again');
+        is($etcd->get("$prefix/routes/auth.lua"),
+           "ngx.say('after a renewal')\n", 'published');
+        $rev = $etcd->revision;
+    }
 
     write_file("$base/wrong.pw", "wrong-$pw->{publisher}\n", 0600);
     ($rc, $out) = publish($dir, { ETCD_USER => 'publisher',

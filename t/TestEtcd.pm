@@ -35,7 +35,8 @@ package TestEtcd;
 #
 # Keys, through the first member that answers (as root once auth is on):
 #   call($path, \%body) the decoded answer; etcd's error bodies come back
-#                       as they are ({error, message, code})
+#                       as they are ({error, message, code});
+#                       checked() the same, dying on them
 #   put($key, $value, lease => $id)   the revision of the write
 #   get($key)           the value, or undef
 #   mod_revision($key)  the revision of its last write, or undef
@@ -332,17 +333,27 @@ sub wait_leader {
 
 # --- the v3 JSON API ---
 
+# as root once auth is on; a token expired (--auth-token-ttl) is renewed
 sub member_call {
-    my ($self, $i, $path, $body) = @_;
+    my ($self, $i, $path, $body, $renewed) = @_;
     return undef unless $self->running($i);
     my %h = ('Content-Type' => 'application/json');
-    $h{Authorization} = $self->{auth}{token}
-        if $self->{auth} && $path !~ m{^/v3/auth/authenticate};
+    my $auth = $self->{auth};
+    $h{Authorization} = $auth->{token}
+        if $auth && $path !~ m{^/v3/auth/authenticate};
     my $res = $self->{http}->post($self->endpoint($i) . $path,
                                   { headers => \%h,
                                     content => $Json->encode($body) });
     return undef if $res->{status} == 599;
-    return eval { $Json->decode($res->{content}) };
+    my $r = eval { $Json->decode($res->{content}) };
+    if ($h{Authorization} && !$renewed && ($r->{code} // 0) == 16) {
+        my $t = $self->member_call($i, '/v3/auth/authenticate',
+                                   { name => 'root',
+                                     password => $auth->{password} });
+        $auth->{token} = $t->{token} if $t && $t->{token};
+        return $self->member_call($i, $path, $body, 1);
+    }
+    return $r;
 }
 
 # the first member that answers
@@ -462,7 +473,7 @@ sub enable_auth {
 
     my $r = $self->checked('/v3/auth/authenticate',
                            { name => 'root', password => $pw{root} });
-    $self->{auth} = { token => $r->{token} };
+    $self->{auth} = { token => $r->{token}, password => $pw{root} };
     return \%pw;
 }
 
