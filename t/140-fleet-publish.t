@@ -436,10 +436,13 @@ for my $case (@invalid) {
 }
 
 {
+    # real PEM files: ETCD_CA goes into nginx.conf (lua_ssl_trusted_certificate)
+    my $c = TestEtcd->make_certs("$base/settings-certs");
     local %ENV = (%ENV, ETCD => "http://127.0.0.1:1,https://[::1]:2379",
                   FLEET => 'prod-eu_1', ETCD_USER => 'node',
-                  ETCD_PASSWORD_FILE => $pwfile, ETCD_CA => $pwfile,
-                  ETCD_CERT => $pwfile, ETCD_KEY => $pwfile);
+                  ETCD_PASSWORD_FILE => $pwfile, ETCD_CA => $c->{ca},
+                  ETCD_CERT => $c->{client_cert},
+                  ETCD_KEY => $c->{client_key});
     ($rc, $out) = $gw->gatewayctl('start');
     is($rc, 0, 'start with the fleet settings') or diag($out);
     my $file = "$gw->{prefix}/fleet";
@@ -449,8 +452,8 @@ for my $case (@invalid) {
     is(slurp($file), join('', map { "$_\n" }
         "ETCD=http://127.0.0.1:1,https://[::1]:2379", 'FLEET=prod-eu_1',
         "NODE=$host:$port", 'ETCD_USER=node',
-        "ETCD_PASSWORD_FILE=$pwfile", "ETCD_CA=$pwfile",
-        "ETCD_CERT=$pwfile", "ETCD_KEY=$pwfile"),
+        "ETCD_PASSWORD_FILE=$pwfile", "ETCD_CA=$c->{ca}",
+        "ETCD_CERT=$c->{client_cert}", "ETCD_KEY=$c->{client_key}"),
        'holds the settings, NODE defaulting to hostname:PORT');
     unlike(slurp($file), qr/not-the-password/, 'and not the password');
     is_deeply([ glob "$gw->{prefix}/fleet.*" ], [], 'no temporary file left');

@@ -678,7 +678,8 @@ function _M.start(opts)
         if not data then
             return nil, "ETCD_PASSWORD_FILE: " .. tostring(err)
         end
-        password = data:gsub("[\r\n]+$", "")
+        -- one final newline is not part of it (as gatewayctl reads it)
+        password = data:gsub("\n$", "")
     end
 
     -- TLS: the server is verified against ETCD_CA (gateway.conf's
