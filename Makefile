@@ -4,6 +4,9 @@
 #   make run          build, then serve routes/ on 127.0.0.1:$(PORT)
 #   make start/stop   the same in the background
 #   make upgrade      rebuild and swap the running binary, no request lost
+#   make publish      check DIR= and publish it to the fleet FLEET= in ETCD=
+#   make fleet        what the fleet's nodes report
+#   make fleet-demo   three nodes fed from a 3-member etcd cluster
 #   make test         build, then run every test
 #   make test-asan    the nginx tests against nginx built with ASan/UBSan
 #   make test-valgrind  the nginx tests with nginx under valgrind
@@ -22,6 +25,18 @@ MODULES     ?= modules
 SANDBOX_ROUTES ?= sandbox
 CONF        ?= conf
 WORKERS     ?= auto
+# the node's nginx prefix: several nodes run from one checkout
+RUN         ?= $(BUILD)/run
+
+# a node of a fleet fed from etcd (README.md, "Fleet"); no ETCD: local files
+ETCD        ?=
+FLEET       ?=
+NODE        ?=
+ETCD_USER   ?=
+ETCD_PASSWORD_FILE ?=
+ETCD_CA     ?=
+ETCD_CERT   ?=
+ETCD_KEY    ?=
 
 # LIB= named MODULES= before modules/ was lib/: accepted for a while
 ifeq ($(origin LIB),command line)
@@ -46,13 +61,19 @@ include gateway/build/check.mk
 
 # running
 
-GATEWAYCTL := NGINX_BIN=$(NGINX) PREFIX=$(BUILD)/run PORT=$(PORT) \
+GATEWAYCTL := NGINX_BIN=$(NGINX) PREFIX=$(RUN) PORT=$(PORT) \
               STATUS_PORT=$(STATUS_PORT) ROUTES=$(ROUTES) \
               MODULES=$(MODULES) SANDBOX_ROUTES=$(SANDBOX_ROUTES) \
               WORKERS=$(WORKERS) CONF=$(CONF) \
+              ETCD='$(ETCD)' FLEET='$(FLEET)' NODE='$(NODE)' \
+              ETCD_USER='$(ETCD_USER)' \
+              ETCD_PASSWORD_FILE='$(ETCD_PASSWORD_FILE)' \
+              ETCD_CA='$(ETCD_CA)' ETCD_CERT='$(ETCD_CERT)' \
+              ETCD_KEY='$(ETCD_KEY)' \
+              ROUTE_CHECK=$(BUILD)/bin/route-check \
               gateway/bin/gatewayctl
 
-.PHONY: run start stop upgrade
+.PHONY: run start stop upgrade publish fleet fleet-demo fleet-demo-stop
 run: all
 	$(GATEWAYCTL) run
 
@@ -64,7 +85,25 @@ stop:
 
 # rebuild, then swap the running binary without dropping a request
 upgrade: all
-	gateway/bin/upgrade $(BUILD)/run $(PORT)
+	gateway/bin/upgrade $(RUN) $(PORT)
+
+# the fleet: DIR= holds routes/, modules/, sandbox/ (each optional)
+publish: $(BUILD)/.deps $(BUILD)/bin/route-check
+	@[ -n "$(DIR)" ] || { echo "make publish DIR=<dir> ETCD=... FLEET=..." >&2; exit 2; }
+	$(GATEWAYCTL) publish '$(DIR)'
+
+fleet: $(BUILD)/.deps
+	$(GATEWAYCTL) fleet
+
+# a 3-member etcd cluster and three nodes under build/fleet-demo/, the
+# checkout's routes published to them (FLEET_DEMO_PORT: the first port)
+FLEET_DEMO_PORT ?= 9100
+fleet-demo: all
+	NGINX_BIN=$(NGINX) gateway/bin/fleet-demo start $(BUILD)/fleet-demo \
+	    $(FLEET_DEMO_PORT)
+
+fleet-demo-stop:
+	gateway/bin/fleet-demo stop $(BUILD)/fleet-demo
 
 
 # tests

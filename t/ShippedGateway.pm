@@ -26,7 +26,9 @@ package ShippedGateway;
 # new() empties `base` and makes base/conf-src (a copy of conf/*.conf:
 # nginx.conf and the gateway.conf it includes), base/routes, base/modules,
 # base/sandbox and the prefix base/run.  The status listener is on
-# port + 1; `workers => N` sets WORKERS (auto by default).
+# port + 1; `workers => N` sets WORKERS (auto by default); `fleet => {
+# ETCD => ..., FLEET => ..., NODE => ..., ... }` makes it a node of a
+# fleet (gatewayctl's settings, README.md "Fleet").
 # `nginx_conf => $text` puts a configuration of the test's own in place
 # of the copy of nginx.conf (with `include gateway.conf;`, the shipped
 # runtime around the test's servers); `conf => sub { $_[0] =~ ... }`
@@ -76,6 +78,7 @@ sub new {
         port        => $port,
         status_port => $port + 1,
         workers     => $opt{workers} // 'auto',
+        fleet       => $opt{fleet} // {},
         prefix      => "$base/run",
         src         => "$base/conf-src",
         routes      => "$base/routes",
@@ -133,6 +136,7 @@ sub gatewayctl {
     local $ENV{SANDBOX_ROUTES} = $self->{sandbox};
     local $ENV{CONF}           = $self->{src};
     local $ENV{WORKERS}        = $self->{workers};
+    local @ENV{keys %{ $self->{fleet} }} = values %{ $self->{fleet} };
     my $out = `cd $Top && gateway/bin/gatewayctl $cmd 2>&1`;
     push @{ $self->{outputs} }, $out;
     return ($? >> 8, $out);

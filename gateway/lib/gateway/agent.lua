@@ -19,6 +19,7 @@
 local ffi = require "ffi"
 local process = require "ngx.process"
 local child = require "gateway.child"
+local fleet = require "gateway.fleet"
 local status = require "gateway.status"
 local metrics = require "gateway.metrics"
 
@@ -227,6 +228,29 @@ local function watch(opts)
 end
 
 
+-- With <prefix>fleet (gatewayctl writes it when ETCD= is set), the agent
+-- also mirrors the fleet's scripts from etcd into the instance's trees.
+local function start_fleet()
+    local prefix = ngx.config.prefix()
+    local settings, err = fleet.settings(prefix)
+    if not settings then
+        if err then
+            log(ERR, "gateway agent: ", err)
+        end
+        return
+    end
+
+    local vars = read_instance(prefix) or {}
+    local ok
+    ok, err = fleet.start{ prefix = prefix, settings = settings, roots = {
+        routes = vars.ROUTES, lib = vars.MODULES or vars.LIB,
+        sandbox = vars.SANDBOX_ROUTES } }
+    if not ok then
+        log(ERR, "gateway agent: fleet: ", err)
+    end
+end
+
+
 -- The agent is a child of nginx's master: "master_process off" leaves the
 -- gateway without one (no configuration reloads), so it is refused.
 local NO_MASTER = 'the gateway needs nginx\'s master process, which starts '
@@ -256,6 +280,8 @@ function _M.init_worker(opts)
     end
 
     opts.nginx = opts.nginx or nginx_binary()
+
+    start_fleet()
 
     local ok, err = watch(opts)
     if not ok then

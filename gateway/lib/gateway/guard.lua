@@ -10,6 +10,7 @@
 --   local result, name = guard.verdict(r, true)
 --   local size, mtime = guard.identity(r)
 --   local generation = guard.modules_generation()
+--   local ok, reason = guard.check_name(name)   -- the grammar alone
 --
 -- r is the request (resty.core.base's get_request()).  Nothing here
 -- allocates unless asked for a string: the router and gateway.metrics
@@ -30,6 +31,18 @@ int ngx_http_route_guard_ffi_verdict(void *r, const unsigned char **name,
     size_t *len);
 int ngx_http_route_guard_ffi_identity(void *r, double *size, double *mtime);
 unsigned int ngx_http_route_guard_modules_generation(void);
+
+typedef struct {
+    size_t  max_length;
+    size_t  max_segments;
+    size_t  max_segment_length;
+} route_name_limits_t;
+
+extern const route_name_limits_t  route_name_default_limits;
+
+int route_name_check(const unsigned char *name, size_t len,
+    const route_name_limits_t *limits, size_t *offset);
+const char *route_name_reason(int rc);
 ]]
 
 
@@ -141,6 +154,19 @@ end
 -- not watched.  Only equality means something.
 function _M.modules_generation()
     return route_guard_modules_generation()
+end
+
+
+-- Whether a route or module name (without ".lua") obeys the guard's
+-- grammar with its default limits: true, or nil and the reason (the
+-- grammar core's words: "bad byte", "leading dash", ...).
+function _M.check_name(name)
+    local rc = C.route_name_check(name, #name, C.route_name_default_limits,
+                                  len_p)
+    if rc == 0 then
+        return true
+    end
+    return nil, ffi_string(C.route_name_reason(rc))
 end
 
 

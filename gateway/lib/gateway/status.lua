@@ -2,8 +2,9 @@
 -- through the shared dict "gateway_status" (when it is configured): the
 -- routes the workers compiled, with their files' identity and the version
 -- each worker runs, routes whose latest version does not compile, sandbox
--- budget hits by route, modules kept because they use the FFI, and the
--- privileged agent's state.  The counts it shows besides (compiles,
+-- budget hits by route, modules kept because they use the FFI, the
+-- privileged agent's state and the fleet's (gateway.fleet, in the
+-- agent).  The counts it shows besides (compiles,
 -- module reloads, budget hits by budget) are gateway.metrics', read from
 -- there.
 --
@@ -22,6 +23,7 @@ local worker_pid = ngx.worker.pid
 local sha1_bin = ngx.sha1_bin
 local tostring = tostring
 local tonumber = tonumber
+local type = type
 local ipairs = ipairs
 local pairs = pairs
 local sub = string.sub
@@ -41,6 +43,7 @@ local _M = { _VERSION = "0.2" }
 
 local PINNED = "pinned:"
 local AGENT = "agent:"
+local FLEET = "fleet"       -- the fleet's state, JSON
 local ROUTE = "route:"      -- "route:<tree> <name>": the file, JSON
 local WORKER = "worker:"    -- "worker:<tree> <name> <pid>": its version
 local BUDGET = "budget:"    -- "budget:<tree> <name> <budget>": hits
@@ -134,6 +137,23 @@ function _M.agent_reloaded(at)
 end
 
 
+-- the fleet's state as gateway.fleet keeps it (a table: see "fleet" in
+-- README.md's /status), and the last one stored
+function _M.fleet(state)
+    local dict = status_dict()
+    if dict then
+        dict:set(FLEET, cjson.encode(state))
+    end
+end
+
+
+function _M.fleet_report()
+    local dict = status_dict()
+    local state = dict and cjson.decode(dict:get(FLEET) or "")
+    return type(state) == "table" and state or nil
+end
+
+
 local function alive(pid)
     return C.kill(pid, 0) == 0 or ffi.errno() ~= ESRCH
 end
@@ -170,6 +190,9 @@ local function add_key(report, routes, dict, key, value)
 
     elseif sub(key, 1, #PINNED) == PINNED then
         report.pinned_modules[sub(key, #PINNED + 1)] = value
+
+    elseif key == FLEET then
+        report.fleet = cjson.decode(value)
 
     elseif key == AGENT .. "last_test" then
         report.agent.last_test = cjson.decode(value)

@@ -9,6 +9,7 @@
 
 local metrics = require "gateway.metrics"
 local guard = require "gateway.guard"
+local status = require "gateway.status"
 
 local ngx = ngx
 local concat = table.concat
@@ -149,6 +150,45 @@ local function render_counters(out, counters, trees)
 end
 
 
+-- why the fleet refuses a key (gateway.fleet)
+local FLEET_REFUSALS = { "tree", "name", "size", "bytecode", "compile",
+                         "write" }
+
+-- the fleet's series, from the state the agent keeps in gateway.status;
+-- none on a node without a fleet
+local function render_fleet(out)
+    local fleet = status.fleet_report()
+    if not fleet then
+        return
+    end
+
+    header(out, "gateway_fleet_revision", "gauge",
+           "The etcd revision this node applied last.")
+    sample(out, "gateway_fleet_revision", nil, fleet.revision or 0)
+
+    header(out, "gateway_fleet_connected", "gauge",
+           "1 while the agent follows etcd, 0 while it cannot reach it.")
+    sample(out, "gateway_fleet_connected", nil, fleet.connected and 1 or 0)
+
+    header(out, "gateway_fleet_applied_total", "counter",
+           "Files written or deleted from etcd's changes.")
+    sample(out, "gateway_fleet_applied_total", nil, fleet.applied or 0)
+
+    header(out, "gateway_fleet_refused_total", "counter",
+           "Keys from etcd not written, by reason.")
+    local refused = fleet.refused or {}
+    for _, reason in ipairs(FLEET_REFUSALS) do
+        sample(out, "gateway_fleet_refused_total",
+               'reason="' .. reason .. '"', refused[reason] or 0)
+    end
+
+    header(out, "gateway_fleet_resyncs_total", "counter",
+           "Full reads of the fleet's prefix (first start, compaction, "
+           .. "another cluster).")
+    sample(out, "gateway_fleet_resyncs_total", nil, fleet.resyncs or 0)
+end
+
+
 -- The trees that have rejections, routes or are in TREES, sorted.
 local function trees_of(routes, counters)
     local seen, list = {}, {}
@@ -190,6 +230,7 @@ function _M.render()
 
     render_routes(out, routes)
     render_counters(out, counters, trees_of(routes, counters))
+    render_fleet(out)
 
     return concat(out)
 end
