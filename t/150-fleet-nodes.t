@@ -20,7 +20,7 @@ use lib dirname(realpath(__FILE__));
 use ShippedGateway;
 use TestEtcd;
 
-my $base = $ENV{TEST_NGINX_FLEET_PORT} || 2010;
+my $base = $ENV{TEST_NGINX_NODES_PORT} || 2010;
 my $fleet = 't';
 my $prefix = "/gateway/$fleet/";
 
