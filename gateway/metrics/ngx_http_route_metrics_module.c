@@ -158,7 +158,6 @@ static ngx_http_route_metrics_node_t *ngx_http_route_metrics_insert_locked(
 static void ngx_http_route_metrics_sweep_locked(
     ngx_http_route_metrics_zone_t *zone);
 static void ngx_http_route_metrics_forget(void);
-static ngx_http_route_metrics_zone_t *ngx_http_route_metrics_zone(void);
 static ngx_int_t ngx_http_route_metrics_valid_tree(u_char *data, size_t len);
 static ngx_http_route_metrics_zone_t *ngx_http_route_metrics_ffi_args(
     u_char *tree, size_t tree_len, u_char *name, size_t name_len,
@@ -247,6 +246,9 @@ static ngx_atomic_uint_t   ngx_http_route_metrics_epoch;
 
 static ngx_uint_t          ngx_http_route_metrics_full_logged;
 
+/* the zone of the worker's cycle, NULL where there is none */
+static ngx_http_route_metrics_zone_t  *ngx_http_route_metrics_worker_zone;
+
 
 static ngx_int_t
 ngx_http_route_metrics_start_handler(ngx_http_request_t *r)
@@ -295,7 +297,7 @@ ngx_http_route_metrics_log_handler(ngx_http_request_t *r)
         return NGX_OK;
     }
 
-    zone = ngx_http_route_metrics_zone();
+    zone = ngx_http_route_metrics_worker_zone;
 
     if (zone != NULL) {
         ngx_http_route_metrics_request(r, zone, &rmlcf->tree);
@@ -506,7 +508,7 @@ ngx_http_route_metrics_lookup(ngx_http_route_metrics_zone_t *zone,
     key.data = buf;
     ngx_http_route_metrics_key(&key, tree, name);
 
-    hash = ngx_crc32_short(key.data, key.len);
+    hash = ngx_murmur_hash2(key.data, key.len);
 
     if (ngx_http_route_metrics_epoch == zone->sh->epoch) {
         sn = ngx_str_rbtree_lookup(&ngx_http_route_metrics_cache, &key, hash);
@@ -663,22 +665,6 @@ ngx_http_route_metrics_forget(void)
                     ngx_str_rbtree_insert_value);
 
     ngx_http_route_metrics_ncached = 0;
-}
-
-
-static ngx_http_route_metrics_zone_t *
-ngx_http_route_metrics_zone(void)
-{
-    ngx_http_route_metrics_main_conf_t  *rmmcf;
-
-    rmmcf = ngx_http_cycle_get_module_main_conf(ngx_cycle,
-                                                ngx_http_route_metrics_module);
-
-    if (rmmcf == NULL || rmmcf->shm_zone == NULL) {
-        return NULL;
-    }
-
-    return rmmcf->shm_zone->data;
 }
 
 
@@ -941,6 +927,15 @@ ngx_http_route_metrics_init(ngx_conf_t *cf)
 static ngx_int_t
 ngx_http_route_metrics_init_process(ngx_cycle_t *cycle)
 {
+    ngx_http_route_metrics_main_conf_t  *rmmcf;
+
+    rmmcf = ngx_http_cycle_get_module_main_conf(cycle,
+                                                ngx_http_route_metrics_module);
+
+    if (rmmcf != NULL && rmmcf->shm_zone != NULL) {
+        ngx_http_route_metrics_worker_zone = rmmcf->shm_zone->data;
+    }
+
     ngx_queue_init(&ngx_http_route_metrics_cached);
     ngx_rbtree_init(&ngx_http_route_metrics_cache,
                     &ngx_http_route_metrics_cache_sentinel,
@@ -1000,7 +995,7 @@ ngx_http_route_metrics_ffi_args(u_char *tree, size_t tree_len, u_char *name,
 
     *rc = NGX_DECLINED;
 
-    return ngx_http_route_metrics_zone();
+    return ngx_http_route_metrics_worker_zone;
 }
 
 
@@ -1142,7 +1137,7 @@ ngx_http_route_metrics_ffi_delete(u_char *tree, size_t tree_len,
     ngx_http_route_metrics_sweep_locked(zone);
 
     sn = ngx_str_rbtree_lookup(&zone->sh->rbtree, &key,
-                               ngx_crc32_short(key.data, key.len));
+                               ngx_murmur_hash2(key.data, key.len));
 
     if (sn != NULL) {
         record = (ngx_http_route_metrics_node_t *) sn;
@@ -1181,7 +1176,7 @@ ngx_http_route_metrics_ffi_snapshot(u_char *buf, size_t size, size_t *used)
     ngx_http_route_metrics_node_t    *record;
     ngx_http_route_metrics_record_t  *out;
 
-    zone = ngx_http_route_metrics_zone();
+    zone = ngx_http_route_metrics_worker_zone;
     if (zone == NULL) {
         return NGX_DECLINED;
     }
