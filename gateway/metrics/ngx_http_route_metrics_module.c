@@ -101,6 +101,15 @@ typedef struct {
 } ngx_http_route_metrics_cached_t;
 
 
+/* the same by the guard's version of the route */
+
+typedef struct {
+    ngx_rbtree_node_t               node;       /* key: the version */
+    ngx_queue_t                     queue;
+    ngx_http_route_metrics_node_t  *record;
+} ngx_http_route_metrics_version_t;
+
+
 /* a record as a scrape copies it out (the FFI's) */
 
 typedef struct {
@@ -138,7 +147,7 @@ static void ngx_http_route_metrics_request(ngx_http_request_t *r,
     ngx_http_route_metrics_zone_t *zone, ngx_str_t *tree);
 static void ngx_http_route_metrics_count(ngx_http_request_t *r,
     ngx_http_route_metrics_zone_t *zone, ngx_str_t *tree, ngx_str_t *name,
-    ngx_str_t *script, ngx_uint_t status);
+    ngx_str_t *script, ngx_uint_t version, ngx_uint_t status);
 static void ngx_http_route_metrics_reject(ngx_http_route_metrics_zone_t *zone,
     ngx_str_t *tree, ngx_uint_t result);
 static uint64_t ngx_http_route_metrics_elapsed(ngx_http_request_t *r);
@@ -147,6 +156,9 @@ static ngx_http_route_metrics_ctx_t *ngx_http_route_metrics_get_ctx(
     ngx_http_request_t *r);
 static void ngx_http_route_metrics_cleanup(void *data);
 
+static ngx_http_route_metrics_node_t *ngx_http_route_metrics_lookup_version(
+    ngx_http_route_metrics_zone_t *zone, ngx_str_t *tree, ngx_str_t *name,
+    ngx_str_t *script, ngx_uint_t version);
 static ngx_http_route_metrics_node_t *ngx_http_route_metrics_lookup(
     ngx_http_route_metrics_zone_t *zone, ngx_str_t *tree, ngx_str_t *name,
     ngx_str_t *script);
@@ -241,6 +253,9 @@ static uint64_t  ngx_http_route_metrics_bounds[] = {
 static ngx_rbtree_t        ngx_http_route_metrics_cache;
 static ngx_rbtree_node_t   ngx_http_route_metrics_cache_sentinel;
 static ngx_queue_t         ngx_http_route_metrics_cached;
+static ngx_rbtree_t        ngx_http_route_metrics_versions;
+static ngx_rbtree_node_t   ngx_http_route_metrics_versions_sentinel;
+static ngx_queue_t         ngx_http_route_metrics_versioned;
 static ngx_uint_t          ngx_http_route_metrics_ncached;
 static ngx_atomic_uint_t   ngx_http_route_metrics_epoch;
 
@@ -337,26 +352,29 @@ ngx_http_route_metrics_request(ngx_http_request_t *r,
         != NGX_OK)
     {
         ngx_str_set(&script, "");
+        version = 0;
     }
 
     /* as ngx.status sees it */
 
     status = r->err_status ? r->err_status : r->headers_out.status;
 
-    ngx_http_route_metrics_count(r, zone, tree, &name, &script, status);
+    ngx_http_route_metrics_count(r, zone, tree, &name, &script, version,
+                                 status);
 }
 
 
 static void
 ngx_http_route_metrics_count(ngx_http_request_t *r,
     ngx_http_route_metrics_zone_t *zone, ngx_str_t *tree, ngx_str_t *name,
-    ngx_str_t *script, ngx_uint_t status)
+    ngx_str_t *script, ngx_uint_t version, ngx_uint_t status)
 {
     uint64_t                        us;
     ngx_uint_t                      class, b;
     ngx_http_route_metrics_node_t  *record;
 
-    record = ngx_http_route_metrics_lookup(zone, tree, name, script);
+    record = ngx_http_route_metrics_lookup_version(zone, tree, name, script,
+                                                   version);
 
     if (record == NULL) {
         return;
@@ -476,6 +494,71 @@ static void
 ngx_http_route_metrics_cleanup(void *data)
 {
     /* nothing to release: the cleanup only keeps the context */
+}
+
+
+/*
+ * The record of a route by the guard's version of it (0: none, with
+ * route_guard_cache off), as the worker found it last for this tree: no
+ * key made, no hash; by name otherwise.  A version is the worker's own,
+ * one per file of a name, so it names the route in a tree; a second
+ * location with the same root and another tree finds it by name.
+ */
+
+static ngx_http_route_metrics_node_t *
+ngx_http_route_metrics_lookup_version(ngx_http_route_metrics_zone_t *zone,
+    ngx_str_t *tree, ngx_str_t *name, ngx_str_t *script, ngx_uint_t version)
+{
+    ngx_uint_t                         known;
+    ngx_rbtree_node_t                 *node, *sentinel;
+    ngx_http_route_metrics_node_t     *record;
+    ngx_http_route_metrics_version_t  *v;
+
+    known = 0;
+
+    if (version != 0 && ngx_http_route_metrics_epoch == zone->sh->epoch) {
+        node = ngx_http_route_metrics_versions.root;
+        sentinel = ngx_http_route_metrics_versions.sentinel;
+
+        while (node != sentinel) {
+
+            if (version != node->key) {
+                node = (version < node->key) ? node->left : node->right;
+                continue;
+            }
+
+            v = (ngx_http_route_metrics_version_t *) node;
+            record = v->record;
+
+            if (record->tree_len == tree->len
+                && ngx_memcmp(record->data, tree->data, tree->len) == 0)
+            {
+                return record;
+            }
+
+            known = 1;
+            break;
+        }
+    }
+
+    record = ngx_http_route_metrics_lookup(zone, tree, name, script);
+
+    if (record == NULL || version == 0 || known) {
+        return record;
+    }
+
+    v = ngx_alloc(sizeof(ngx_http_route_metrics_version_t), ngx_cycle->log);
+
+    if (v != NULL) {
+        v->node.key = version;
+        v->record = record;
+
+        ngx_rbtree_insert(&ngx_http_route_metrics_versions, &v->node);
+        ngx_queue_insert_tail(&ngx_http_route_metrics_versioned, &v->queue);
+        ngx_http_route_metrics_ncached++;
+    }
+
+    return record;
 }
 
 
@@ -644,13 +727,14 @@ ngx_http_route_metrics_sweep_locked(ngx_http_route_metrics_zone_t *zone)
 }
 
 
-/* empties the worker's tree */
+/* empties the worker's trees */
 
 static void
 ngx_http_route_metrics_forget(void)
 {
-    ngx_queue_t                      *q;
-    ngx_http_route_metrics_cached_t  *c;
+    ngx_queue_t                       *q;
+    ngx_http_route_metrics_cached_t   *c;
+    ngx_http_route_metrics_version_t  *v;
 
     while (!ngx_queue_empty(&ngx_http_route_metrics_cached)) {
         q = ngx_queue_head(&ngx_http_route_metrics_cached);
@@ -660,9 +744,20 @@ ngx_http_route_metrics_forget(void)
         ngx_free(c);
     }
 
+    while (!ngx_queue_empty(&ngx_http_route_metrics_versioned)) {
+        q = ngx_queue_head(&ngx_http_route_metrics_versioned);
+        v = ngx_queue_data(q, ngx_http_route_metrics_version_t, queue);
+
+        ngx_queue_remove(q);
+        ngx_free(v);
+    }
+
     ngx_rbtree_init(&ngx_http_route_metrics_cache,
                     &ngx_http_route_metrics_cache_sentinel,
                     ngx_str_rbtree_insert_value);
+    ngx_rbtree_init(&ngx_http_route_metrics_versions,
+                    &ngx_http_route_metrics_versions_sentinel,
+                    ngx_rbtree_insert_value);
 
     ngx_http_route_metrics_ncached = 0;
 }
@@ -937,9 +1032,9 @@ ngx_http_route_metrics_init_process(ngx_cycle_t *cycle)
     }
 
     ngx_queue_init(&ngx_http_route_metrics_cached);
-    ngx_rbtree_init(&ngx_http_route_metrics_cache,
-                    &ngx_http_route_metrics_cache_sentinel,
-                    ngx_str_rbtree_insert_value);
+    ngx_queue_init(&ngx_http_route_metrics_versioned);
+
+    ngx_http_route_metrics_forget();
 
     return NGX_OK;
 }
@@ -1045,7 +1140,7 @@ ngx_http_route_metrics_ffi_count(ngx_http_request_t *r, u_char *tree,
         return rc;
     }
 
-    ngx_http_route_metrics_count(r, zone, &t, &n, &none, status);
+    ngx_http_route_metrics_count(r, zone, &t, &n, &none, 0, status);
 
     return NGX_OK;
 }
