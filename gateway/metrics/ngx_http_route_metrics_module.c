@@ -31,16 +31,18 @@
 #define NGX_HTTP_ROUTE_METRICS_BUCKETS      (NGX_HTTP_ROUTE_METRICS_BOUNDS + 1)
 
 /*
- * A route's values: its requests by class, then by latency bucket (the
- * last one above every bound), then the sum of its latencies in
- * microseconds.  A tree's record (an empty route name) counts refusals
- * at the index of their ngx_http_route_guard_result_e instead.
+ * A route's values: the sum of its latencies in microseconds, its
+ * requests by class, then by latency bucket (the last one above every
+ * bound), so that a fast request adds within the record's first cache
+ * line.  A tree's record (an empty route name) counts refusals at the
+ * index of their ngx_http_route_guard_result_e instead.
  */
-#define NGX_HTTP_ROUTE_METRICS_CLASS        0
-#define NGX_HTTP_ROUTE_METRICS_BUCKET       NGX_HTTP_ROUTE_METRICS_CLASSES
-#define NGX_HTTP_ROUTE_METRICS_SUM                                           \
+#define NGX_HTTP_ROUTE_METRICS_SUM          0
+#define NGX_HTTP_ROUTE_METRICS_CLASS        1
+#define NGX_HTTP_ROUTE_METRICS_BUCKET                                        \
+    (NGX_HTTP_ROUTE_METRICS_CLASS + NGX_HTTP_ROUTE_METRICS_CLASSES)
+#define NGX_HTTP_ROUTE_METRICS_VALUES                                        \
     (NGX_HTTP_ROUTE_METRICS_BUCKET + NGX_HTTP_ROUTE_METRICS_BUCKETS)
-#define NGX_HTTP_ROUTE_METRICS_VALUES       (NGX_HTTP_ROUTE_METRICS_SUM + 1)
 
 #define NGX_HTTP_ROUTE_METRICS_TREE_LEN     64
 #define NGX_HTTP_ROUTE_METRICS_NAME_LEN     1024
@@ -64,17 +66,25 @@
 #define NGX_HTTP_ROUTE_METRICS_ZONE_SIZE    (1024 * 1024)
 
 
-/* a record in the zone */
+/*
+ * A record in the zone; the values first: the slab allocator aligns a
+ * record to its size, a power of two.
+ */
 
 typedef struct {
+    ngx_atomic_t                    values[NGX_HTTP_ROUTE_METRICS_VALUES];
     ngx_str_node_t                  sn;         /* "<tree> <name>" */
     ngx_queue_t                     queue;
     time_t                          retired;
     u_short                         tree_len;
     u_short                         script_len;
-    ngx_atomic_t                    values[NGX_HTTP_ROUTE_METRICS_VALUES];
     u_char                          data[1];    /* the key, the script */
 } ngx_http_route_metrics_node_t;
+
+
+#define ngx_http_route_metrics_record(n)                                     \
+    ((ngx_http_route_metrics_node_t *)                                       \
+         ((u_char *) (n) - offsetof(ngx_http_route_metrics_node_t, sn)))
 
 
 typedef struct {
@@ -107,6 +117,8 @@ typedef struct {
     ngx_rbtree_node_t               node;       /* key: the version */
     ngx_queue_t                     queue;
     ngx_http_route_metrics_node_t  *record;
+    size_t                          tree_len;
+    u_char                          tree[NGX_HTTP_ROUTE_METRICS_TREE_LEN];
 } ngx_http_route_metrics_version_t;
 
 
@@ -528,12 +540,13 @@ ngx_http_route_metrics_lookup_version(ngx_http_route_metrics_zone_t *zone,
             }
 
             v = (ngx_http_route_metrics_version_t *) node;
-            record = v->record;
 
-            if (record->tree_len == tree->len
-                && ngx_memcmp(record->data, tree->data, tree->len) == 0)
+            /* the worker's copy of the tree: the record's is colder */
+
+            if (v->tree_len == tree->len
+                && ngx_memcmp(v->tree, tree->data, tree->len) == 0)
             {
-                return record;
+                return v->record;
             }
 
             known = 1;
@@ -552,6 +565,8 @@ ngx_http_route_metrics_lookup_version(ngx_http_route_metrics_zone_t *zone,
     if (v != NULL) {
         v->node.key = version;
         v->record = record;
+        v->tree_len = tree->len;
+        ngx_memcpy(v->tree, tree->data, tree->len);
 
         ngx_rbtree_insert(&ngx_http_route_metrics_versions, &v->node);
         ngx_queue_insert_tail(&ngx_http_route_metrics_versioned, &v->queue);
@@ -613,7 +628,7 @@ ngx_http_route_metrics_lookup(ngx_http_route_metrics_zone_t *zone,
     sn = ngx_str_rbtree_lookup(&zone->sh->rbtree, &key, hash);
 
     if (sn != NULL) {
-        record = (ngx_http_route_metrics_node_t *) sn;
+        record = ngx_http_route_metrics_record(sn);
 
     } else {
         record = ngx_http_route_metrics_insert_locked(zone, &key, hash,
@@ -1235,7 +1250,7 @@ ngx_http_route_metrics_ffi_delete(u_char *tree, size_t tree_len,
                                ngx_murmur_hash2(key.data, key.len));
 
     if (sn != NULL) {
-        record = (ngx_http_route_metrics_node_t *) sn;
+        record = ngx_http_route_metrics_record(sn);
 
         ngx_rbtree_delete(&zone->sh->rbtree, &record->sn.node);
         ngx_queue_remove(&record->queue);

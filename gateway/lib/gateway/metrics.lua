@@ -93,13 +93,14 @@ _M.BUCKETS = BUCKETS
 -- without a status (the client left first): latency only
 local NCLASSES = 5
 
--- A record of the zone as a scrape copies it: the values of a route (by
--- class 0 to 5, by bucket, the latency sum in microseconds) or of a
+-- A record of the zone as a scrape copies it: the values of a route (the
+-- latency sum in microseconds, by class 0 to 5, by bucket) or of a
 -- tree's refusals (by the guard's result; an empty name), then the tree,
--- " ", the name and the script.
-local NVALUES = NCLASSES + 1 + NBUCKETS + 1
-local BUCKET0 = NCLASSES + 1
-local SUM = BUCKET0 + NBUCKETS
+-- " ", the name and the script; laid out as the C side lays it out.
+local SUM = 0
+local CLASS0 = 1
+local BUCKET0 = CLASS0 + NCLASSES + 1
+local NVALUES = BUCKET0 + NBUCKETS
 
 ffi.cdef(format([[
 typedef struct {
@@ -355,8 +356,9 @@ function _M.collect()
                             duration = {}, sum = values[SUM] / 1e6 }
 
             for class = 0, NCLASSES do
-                if values[class] > 0 then
-                    entry.requests[class] = values[class]
+                local n = values[CLASS0 + class]
+                if n > 0 then
+                    entry.requests[class] = n
                 end
             end
 
