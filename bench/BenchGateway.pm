@@ -320,19 +320,18 @@ EOF
 }
 
 # a route location as conf/nginx.conf writes them: path, route (the
-# guard's name), content (the handler's call), log (the metrics' tree,
-# none when not given), root (route_guard_root, when not the server's)
+# guard's name), content (the handler's call), metrics (route_metrics'
+# tree, none when not given), root (route_guard_root, when not the
+# server's)
 sub route_location {
     my (%o) = @_;
     my $root = $o{root} ? "    route_guard_root  $o{root};\n" : '';
-    my $log = $o{log} ? '    log_by_lua_block  '
-                        . "{ require(\"gateway.metrics\").log(\"$o{log}\") }\n"
-                      : '';
+    my $metrics = $o{metrics} ? "    route_metrics  $o{metrics};\n" : '';
     return <<"EOF" =~ s/^/        /mgr;
 location $o{path} {
     route_guard  $o{route};
-$root    content_by_lua_block  { $o{content} }
-$log}
+$root$metrics    content_by_lua_block  { $o{content} }
+}
 EOF
 }
 

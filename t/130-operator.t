@@ -345,7 +345,7 @@ sub histograms_ok {
                  grep { /^gateway_request_duration_seconds_bucket\{\Q$r\E,/ }
                  keys %$m;
         my @counts = map { $_->[1] } @le;
-        is(scalar @le, 14, "$when: $r has 14 buckets");
+        is(scalar @le, 18, "$when: $r has 18 buckets");
         is_deeply(\@counts, [sort { $a <=> $b } @counts],
                   "$when: $r buckets are cumulative");
         is($counts[-1], $routes{$r}, "$when: $r +Inf is its requests");

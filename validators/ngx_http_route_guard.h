@@ -159,7 +159,10 @@ void ngx_http_route_guard_watch_modules(ngx_str_t *modules);
  */
 unsigned int ngx_http_route_guard_modules_generation(void);
 
-/* For the Lua side, through the FFI: the script accepted for r, ... */
+/*
+ * For the Lua side, through the FFI, and for the route metrics
+ * (gateway/metrics/) in the log phase: the script accepted for r, ...
+ */
 int ngx_http_route_guard_ffi_script(ngx_http_request_t *r, u_char **script,
     size_t *len, unsigned int *version);
 

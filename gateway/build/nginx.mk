@@ -53,12 +53,17 @@ $(NGINX_SRC)/.patched: $(SRC)/versions $(PATCH_FILES)
 	done
 	touch $@
 
+# the route metrics (gateway/metrics/config), after the route guard
+METRICS_SRCS   := $(wildcard gateway/metrics/*.c gateway/metrics/*.h) \
+                  gateway/metrics/config
+
 $(NGINX_OBJS)/Makefile: $(NGINX_SRC)/.patched validators/config \
-                        gateway/sandbox/config gateway/build/configure-nginx
+                        gateway/sandbox/config gateway/metrics/config \
+                        gateway/build/configure-nginx
 	gateway/build/configure-nginx $(abspath $(NGINX_SRC)) \
 	    $(abspath $(NGINX_OBJS)) $(abspath $(NGINX_PREFIX)) \
 	    $(abspath $(LUA_SRC)) $(abspath $(NDK_SRC)) $(abspath validators) \
-	    $(abspath gateway/sandbox) \
+	    $(abspath gateway/sandbox) $(abspath gateway/metrics) \
 	    > $(BUILD)/configure.log 2>&1 \
 	    || { tail -30 $(BUILD)/configure.log; exit 1; }
 
@@ -70,18 +75,21 @@ GUARD_HDRS     := $(wildcard validators/*.h)
 SANDBOX_OBJS   := $(patsubst gateway/sandbox/%.c,$(NGINX_OBJS)/addon/sandbox/%.o,\
                     $(filter %.c,$(SANDBOX_SRCS)))
 SANDBOX_HDRS   := $(wildcard gateway/sandbox/*.h)
+# the metrics include the guard's header
+METRICS_OBJS   := $(patsubst gateway/metrics/%.c,$(NGINX_OBJS)/addon/metrics/%.o,\
+                    $(filter %.c,$(METRICS_SRCS)))
+METRICS_HDRS   := $(wildcard gateway/metrics/*.h) $(GUARD_HDRS)
 
-$(NGINX_OBJS)/nginx: $(NGINX_OBJS)/Makefile $(GUARD_SRCS) $(SANDBOX_SRCS)
-	for o in $(GUARD_OBJS); do \
-	    for h in $(GUARD_HDRS); do \
-	        [ $$h -nt $$o ] && rm -f $$o; \
-	    done; \
-	done; \
-	for o in $(SANDBOX_OBJS); do \
-	    for h in $(SANDBOX_HDRS); do \
-	        [ $$h -nt $$o ] && rm -f $$o; \
-	    done; \
-	done; true
+# $(call remove-stale,OBJECTS,HEADERS): the objects older than a header
+remove-stale = for o in $(1); do \
+                   for h in $(2); do [ $$h -nt $$o ] && rm -f $$o; done; \
+               done;
+
+$(NGINX_OBJS)/nginx: $(NGINX_OBJS)/Makefile $(GUARD_SRCS) $(SANDBOX_SRCS) \
+                     $(METRICS_SRCS)
+	$(call remove-stale,$(GUARD_OBJS),$(GUARD_HDRS)) \
+	$(call remove-stale,$(SANDBOX_OBJS),$(SANDBOX_HDRS)) \
+	$(call remove-stale,$(METRICS_OBJS),$(METRICS_HDRS)) true
 	$(MAKE) -C $(NGINX_SRC) -f $(abspath $(NGINX_OBJS))/Makefile binary
 
 # a running nginx keeps its binary busy: install by rename, never in place

@@ -26,8 +26,6 @@ local metrics = require "gateway.metrics"
 
 local ngx = ngx
 local var = ngx.var
-local now = ngx.now
-local req_start_time = ngx.req.start_time
 local concat = table.concat
 local pairs = pairs
 
@@ -160,12 +158,14 @@ function _M.serve()
     local reason = var.arg_reason
     local route = var.arg_route
 
-    if tree and reason and reason ~= OK then
-        metrics.rejected(tree, reason)
+    -- no tree: a location of the configuration's own, not counted
+    if tree and tree ~= "" then
+        if reason and reason ~= OK then
+            metrics.rejected(tree, reason)
 
-    elseif tree and reason == OK and route and route ~= "" then
-        metrics.route_request(tree, route, nil, status,
-                              now() - req_start_time())
+        elseif reason == OK and route and route ~= "" then
+            metrics.route_request(tree, route, status)
+        end
     end
 
     return _M.send(status, code_of(status, reason))

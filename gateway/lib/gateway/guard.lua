@@ -170,10 +170,10 @@ function _M.check_name(name)
 end
 
 
--- Whether "name" is one of the guard's refusals (a $route_guard_result
--- other than "ok").
-function _M.is_rejection(name)
-    return rejection_results[name] ~= nil
+-- The result of the refusal "name", a $route_guard_result other than
+-- "ok" (GRAMMAR ...); nil for anything else.
+function _M.rejection_result(name)
+    return rejection_results[name]
 end
 
 

@@ -1,65 +1,119 @@
--- The gateway's counters, kept in lua_shared_dict gateway_metrics so that
--- they add up across the workers and outlive a worker that dies (until
--- nginx itself stops).  This is the one place counts are kept: GET
--- /metrics renders them (gateway.metrics.prometheus), GET /status reads
--- some of them (gateway.status).
+-- The gateway's counters.  The requests of the routes and the route
+-- guard's refusals are counted in C, in the log phase of the locations
+-- with "route_metrics <tree>", into the shared zone of
+-- route_metrics_zone (gateway/metrics/ngx_http_route_metrics_module.c);
+-- the rest (compiles, reloads, budget hits) here, in lua_shared_dict
+-- gateway_metrics.  Both add up across the workers and outlive a worker
+-- that dies (until nginx itself stops).  This is the one place counts
+-- are read: GET /metrics renders them (gateway.metrics.prometheus), GET
+-- /status reads some of them (gateway.status).
 --
 --   location /lua/ {
---       route_guard  ...;
+--       route_guard    ...;
+--       route_metrics  routes;
 --       content_by_lua_block { require("gateway.router").serve() }
---       log_by_lua_block     { require("gateway.metrics").log("routes") }
 --   }
 --
 -- Label values come from the configuration or from the route guard, never
 -- from the client: a route is a label only once the guard found its
 -- script, and its series go away when the script does (looked at on every
 -- scrape); rejected names are counted by reason only.
+--
+-- A counter of its own (no label, or labels from a fixed list) is a key
+-- of the dict: bump(counter_key("what", label)) to count, a case in
+-- collect() to read, a few lines in gateway.metrics.prometheus to show.
 
 local ffi = require "ffi"
 local base = require "resty.core.base"
 local guard = require "gateway.guard"
 
 local C = ffi.C
+local ffi_new = ffi.new
+local ffi_cast = ffi.cast
+local ffi_string = ffi.string
+local ffi_sizeof = ffi.sizeof
 local get_request = base.get_request
-local guard_verdict = guard.verdict
-local guard_script = guard.script
-local is_rejection = guard.is_rejection
-local VERDICTS = guard.VERDICTS
-local OK = guard.OK
+local rejection_result = guard.rejection_result
 local ngx = ngx
 local shared = ngx.shared
-local now = ngx.now
-local req_start_time = ngx.req.start_time
 local log = ngx.log
 local WARN = ngx.WARN
+local error = error
 local sort = table.sort
 local ipairs = ipairs
-local pairs = pairs
 local type = type
 local tonumber = tonumber
 local floor = math.floor
 local find = string.find
 local sub = string.sub
+local format = string.format
 
 
 ffi.cdef[[
 int access(const char *path, int mode);
+
+int ngx_http_route_metrics_ffi_bounds(const uint64_t **bounds);
+int ngx_http_route_metrics_ffi_log(void *r, const char *tree, size_t len);
+int ngx_http_route_metrics_ffi_count(void *r, const char *tree,
+    size_t tree_len, const char *name, size_t name_len, int status);
+int ngx_http_route_metrics_ffi_reject(const char *tree, size_t len,
+    int result);
+int ngx_http_route_metrics_ffi_register(const char *tree, size_t tree_len,
+    const char *name, size_t name_len, const char *script,
+    size_t script_len);
+int ngx_http_route_metrics_ffi_delete(const char *tree, size_t tree_len,
+    const char *name, size_t name_len);
+int ngx_http_route_metrics_ffi_snapshot(unsigned char *buf, size_t size,
+    size_t *used);
 ]]
 
 
-local _M = { _VERSION = "0.2" }
+local _M = { _VERSION = "0.3" }
 
 
--- upper bounds of the latency buckets, seconds; nginx's clock counts
--- milliseconds, so the first bucket holds the requests served within one
-local BUCKETS = { 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
-                  1, 2.5, 5, 10 }
-local NBUCKETS = #BUCKETS + 1       -- and +Inf
+local NGX_ERROR = -1
+local NGX_AGAIN = -2
+local NGX_DECLINED = -5
+
+-- The latency buckets' upper bounds, seconds, as the C side counts them
+-- (in microseconds): 50 us to 10 s, and +Inf above them.
+local BUCKETS = {}
+local NBUCKETS
+do
+    local bounds_p = ffi_new("const uint64_t *[1]")
+    local n = C.ngx_http_route_metrics_ffi_bounds(bounds_p)
+    for i = 1, n do
+        BUCKETS[i] = tonumber(bounds_p[0][i - 1]) / 1e6
+    end
+    NBUCKETS = n + 1
+end
 _M.BUCKETS = BUCKETS
 
 -- status classes 1xx to 5xx are counted as 1 to 5, and 0 for a request
 -- without a status (the client left first): latency only
 local NCLASSES = 5
+
+-- A record of the zone as a scrape copies it: the values of a route (the
+-- latency sum in microseconds, by class 0 to 5, by bucket) or of a
+-- tree's refusals (by the guard's result; an empty name), then the tree,
+-- " ", the name and the script; laid out as the C side lays it out.
+local SUM = 0
+local CLASS0 = 1
+local BUCKET0 = CLASS0 + NCLASSES + 1
+local NVALUES = BUCKET0 + NBUCKETS
+
+ffi.cdef(format([[
+typedef struct {
+    uint64_t  values[%d];
+    uint32_t  size;
+    uint16_t  tree_len;
+    uint16_t  name_len;
+    uint16_t  script_len;
+} ngx_http_route_metrics_record_t;
+]], NVALUES))
+
+local record_pt = ffi.typeof("const ngx_http_route_metrics_record_t *")
+local RECORD_SIZE = ffi_sizeof("ngx_http_route_metrics_record_t")
 
 -- gateway.sandbox's budgets, as it names them when one is exceeded
 -- (pattern steps count as instructions)
@@ -68,11 +122,6 @@ _M.BUDGETS = { "instruction", "memory", "output", "time", "nesting" }
 _M.RELOADS = { "route", "module", "config" }
 
 local F_OK = 0
-
--- a worker's cache of the keys of each route (by name, and by version),
--- so that counting a request builds no string; emptied when it grows
--- past this many entries
-local MAX_KEYED = 4096
 
 
 local function counters_dict()
@@ -93,14 +142,7 @@ local function add(dict, key, n)
 end
 
 
--- Keys.  A route's are "<what> <tree> <name> ..."; route names have no
--- spaces (the guard's grammar), so a key splits back into its parts.
--- "n <tree> <name> <class> <bucket>" counts the requests of one status
--- class in one latency bucket: the requests by class and the histogram
--- are both sums of these, so that a request costs two increments (this
--- and the latency sum), not three.  The other counters are "<what>" or
--- "<what> <label> [<label>]".
-
+-- The dict's keys: "<what>" or "<what> <label> [<label>]".
 local function counter_key(what, label, label2)
     if label2 then
         return what .. " " .. label .. " " .. label2
@@ -114,132 +156,6 @@ local function counter_key(what, label, label2)
 end
 
 
-local keyed = {}        -- tree -> name -> the route's keys
-local by_version = {}   -- tree -> the guard's version -> the same keys
-local nkeyed = 0
-
-
--- every key of the route "<tree> <name>": { id =, sum =, requests =
--- { class -> { bucket -> key } } }
-local function new_keys(id)
-    local keys = { id = id, requests = {}, sum = "duration_sum " .. id }
-
-    for class = 0, NCLASSES do
-        local by_bucket = {}
-        for b = 1, NBUCKETS do
-            by_bucket[b] = "n " .. id .. " " .. class .. " " .. b
-        end
-        keys.requests[class] = by_bucket
-    end
-
-    return keys
-end
-
-
-local function forget_keys()
-    keyed = {}
-    by_version = {}
-    nkeyed = 0
-end
-
-
-local function route_keys(tree, name)
-    local names = keyed[tree]
-    local keys = names and names[name]
-
-    if keys then
-        return keys
-    end
-
-    if nkeyed >= MAX_KEYED then
-        forget_keys()
-    end
-
-    if not keyed[tree] then
-        keyed[tree] = {}
-    end
-
-    keys = new_keys(tree .. " " .. name)
-
-    keyed[tree][name] = keys
-    nkeyed = nkeyed + 1
-
-    return keys
-end
-
-
--- the keys of everything recorded about one route (for forgetting it)
-local function all_route_keys(id)
-    local route = new_keys(id)
-    local keys = { "script " .. id, route.sum }
-
-    for class = 0, NCLASSES do
-        for _, key in ipairs(route.requests[class]) do
-            keys[#keys + 1] = key
-        end
-    end
-
-    return keys
-end
-
-
-local function bucket(elapsed)
-    for i = 1, #BUCKETS do
-        if elapsed <= BUCKETS[i] then
-            return i
-        end
-    end
-
-    return NBUCKETS
-end
-
-
-local function count(dict, keys, status, elapsed)
-    local class = floor(status / 100)
-    if class < 1 or class > NCLASSES then
-        class = 0
-    end
-
-    add(dict, keys.requests[class][bucket(elapsed)], 1)
-    add(dict, keys.sum, elapsed)
-end
-
-
--- Where a route's script is, so that the scrape can tell when it is gone:
--- recorded by the router at each compile, and by each worker the first
--- time it counts the route (for routes served without the router).
-local function register(dict, keys, script)
-    keys.registered = true
-    dict:set("script " .. keys.id, script)
-end
-
-
-function _M.register(tree, name, script)
-    local dict = counters_dict()
-    if dict then
-        register(dict, route_keys(tree, name), script)
-    end
-end
-
-
--- One request of a route the guard accepted: by status class, and its
--- latency.  "script" may be nil when the caller does not know it.
-function _M.route_request(tree, name, script, status, elapsed)
-    local dict = counters_dict()
-    if not dict then
-        return
-    end
-
-    local keys = route_keys(tree, name)
-
-    if script and not keys.registered then
-        register(dict, keys, script)
-    end
-
-    count(dict, keys, status, elapsed)
-end
-
-
 local function bump(key)
     local dict = counters_dict()
     if dict then
@@ -248,10 +164,41 @@ local function bump(key)
 end
 
 
+local function check_tree(rc, fn)
+    if rc == NGX_ERROR then
+        error("bad argument #1 to '" .. fn .. "' (a tree is 1 to 64 of "
+              .. "[a-z0-9_], a name 1 to 1024 bytes)", 3)
+    end
+end
+
+
+-- Where a route's script is, so that the scrape can tell when it is gone:
+-- recorded by the router at each compile (the log phase records it too).
+function _M.register(tree, name, script)
+    check_tree(C.ngx_http_route_metrics_ffi_register(tree, #tree, name,
+                                                     #name, script,
+                                                     #script),
+               "register")
+end
+
+
+-- The current request, answered with "status", under the route "name"
+-- of "tree", which the guard accepted: for a request whose log phase is
+-- in another location than the route's (gateway.errors, the error_page).
+function _M.route_request(tree, name, status)
+    check_tree(C.ngx_http_route_metrics_ffi_count(get_request(), tree,
+                                                  #tree, name, #name,
+                                                  status),
+               "route_request")
+end
+
+
 -- reason: one of the guard's refusals (anything else is not counted)
 function _M.rejected(tree, reason)
-    if is_rejection(reason) then
-        bump(counter_key("rejections", tree, reason))
+    local result = rejection_result(reason)
+    if result then
+        check_tree(C.ngx_http_route_metrics_ffi_reject(tree, #tree, result),
+                   "rejected")
     end
 end
 
@@ -273,64 +220,89 @@ function _M.budget_hit(budget)
 end
 
 
--- From log_by_lua in a location with route_guard: counts the request
--- under its route when the guard accepted one, under the rejection's
--- reason otherwise.  "tree" labels the location's routes root.
+-- From log_by_lua in a location with route_guard, for configurations
+-- written before route_metrics: counts the request as "route_metrics
+-- <tree>" would (with nginx's millisecond clock for its start).
 function _M.log(tree)
-    local dict = counters_dict()
-    if not dict then
-        return
-    end
-
-    local r = get_request()
-    local result = guard_verdict(r)
-
-    if result == nil then
-        return
-    end
-
-    if result ~= OK then
-        return _M.rejected(tree, VERDICTS[result])
-    end
-
-    -- the route's keys by the guard's version number: no string is made
-    -- for a request of a route this worker has counted before
-    local version = guard_script(r)
-    local versions = by_version[tree]
-    local keys = versions and versions[version]
-
-    if keys == nil then
-        local _, name = guard_verdict(r, true)
-        keys = route_keys(tree, name)
-
-        if not keys.registered then
-            local _, script = guard_script(r, true)
-            register(dict, keys, script)
-        end
-
-        -- 0: route_guard_cache off, no versions
-        if version ~= 0 then
-            if nkeyed >= MAX_KEYED then
-                forget_keys()
-            end
-            if not by_version[tree] then
-                by_version[tree] = {}
-            end
-            by_version[tree][version] = keys
-            nkeyed = nkeyed + 1
-        end
-    end
-
-    return count(dict, keys, ngx.status, now() - req_start_time())
+    check_tree(C.ngx_http_route_metrics_ffi_log(get_request(), tree, #tree),
+               "log")
 end
 
 
 -- Reading.
 
+local used_p = ffi_new("size_t[1]")
+local snapshot_buf = nil        -- uint64_t[], for alignment
+local snapshot_size = 0
+
+
+-- The zone's records, copied out in one go: a list of { tree =, name =,
+-- script =, values = { [0] = v, ... } } (name "" for a tree's refusals);
+-- nil without the zone.
+local function records()
+    while true do
+        local n = C.ngx_http_route_metrics_ffi_snapshot(
+                      ffi_cast("unsigned char *", snapshot_buf),
+                      snapshot_size, used_p)
+
+        if n == NGX_DECLINED then
+            return nil
+        end
+
+        if n ~= NGX_AGAIN then
+            local list = {}
+            local p = ffi_cast("const unsigned char *", snapshot_buf)
+
+            for i = 1, n do
+                local rec = ffi_cast(record_pt, p)
+                local tree_len, name_len = rec.tree_len, rec.name_len
+                local strings = p + RECORD_SIZE
+                local values = {}
+
+                for v = 0, NVALUES - 1 do
+                    values[v] = tonumber(rec.values[v])
+                end
+
+                list[i] = {
+                    tree = ffi_string(strings, tree_len),
+                    name = ffi_string(strings + tree_len + 1, name_len),
+                    script = ffi_string(strings + tree_len + 1 + name_len,
+                                        rec.script_len),
+                    values = values,
+                }
+
+                p = p + rec.size
+            end
+
+            return list
+        end
+
+        -- room for some more records made meanwhile
+        local words = floor(tonumber(used_p[0]) * 1.25 / 8) + 512
+        snapshot_buf = ffi_new("uint64_t[?]", words)
+        snapshot_size = words * 8
+    end
+end
+
+
 -- A counter summed over the workers, nil before its first increment (or
--- without the dict): ("compiles"), ("compile_failures"), ("reloads",
--- kind), ("budget_hits", budget), ("rejections", tree, reason).
+-- without the dict, or the zone): ("compiles"), ("compile_failures"),
+-- ("reloads", kind), ("budget_hits", budget), ("rejections", tree,
+-- reason).
 function _M.get(what, label, label2)
+    if what == "rejections" then
+        local result = rejection_result(label2)
+
+        for _, rec in ipairs(result and records() or {}) do
+            if rec.tree == label and rec.name == "" then
+                local n = rec.values[result]
+                return n > 0 and n or nil
+            end
+        end
+
+        return nil
+    end
+
     local dict = counters_dict()
     return dict and dict:get(counter_key(what, label, label2))
 end
@@ -339,48 +311,16 @@ end
 -- Drops the series of routes whose script is gone: what a deleted route
 -- leaves behind does not grow the output forever.
 function _M.prune()
-    local dict = counters_dict()
-    if not dict then
-        return
-    end
-
-    for _, key in ipairs(dict:get_keys(0)) do
-        if sub(key, 1, 7) == "script " then
-            local script = dict:get(key)
-
-            if script and C.access(script, F_OK) ~= 0 then
-                local id = sub(key, 8)
-
-                for _, route_key in ipairs(all_route_keys(id)) do
-                    dict:delete(route_key)
-                end
-
-                -- this worker registers it again if it comes back
-                forget_keys()
-            end
+    for _, rec in ipairs(records() or {}) do
+        if rec.script ~= "" and C.access(rec.script, F_OK) ~= 0 then
+            C.ngx_http_route_metrics_ffi_delete(rec.tree, #rec.tree,
+                                                rec.name, #rec.name)
         end
     end
 end
 
 
--- splits "a b c" into its words
-local function words(s)
-    local list = {}
-    local i = 1
-
-    while true do
-        local j = find(s, " ", i, true)
-        if not j then
-            list[#list + 1] = sub(s, i)
-            return list
-        end
-        list[#list + 1] = sub(s, i, j - 1)
-        i = j + 1
-    end
-end
-
-
--- Everything counted, grouped, or nil without the dict:
+-- Everything counted, grouped, or nil without the dict or the zone:
 --
 --   routes    a list sorted by tree, then name, of { tree =, name =,
 --             requests = { class -> n }, duration = { bucket -> n },
@@ -391,65 +331,43 @@ end
 --             { reason -> n } } }, what was counted at least once
 function _M.collect()
     local dict = counters_dict()
-    if not dict then
+    local list = records()
+    if not dict or not list then
         return nil
     end
 
-    local by_id = {}
+    local routes = {}
     local counters = { reloads = {}, budget_hits = {}, rejections = {} }
 
-    local function route(tree, name)
-        local id = tree .. " " .. name
-        local entry = by_id[id]
-        if not entry then
-            entry = { tree = tree, name = name, requests = {},
-                      duration = {}, sum = 0 }
-            by_id[id] = entry
-        end
-        return entry
-    end
+    for _, rec in ipairs(list) do
+        local values = rec.values
 
-    for _, key in ipairs(dict:get_keys(0)) do
-        local v = dict:get(key)
-
-        if type(v) == "number" then
-            local parts = words(key)
-            local what, nparts = parts[1], #parts
-
-            if what == "n" and nparts == 5 then
-                local entry = route(parts[2], parts[3])
-                local class, b = tonumber(parts[4]), tonumber(parts[5])
-                entry.requests[class] = (entry.requests[class] or 0) + v
-                entry.duration[b] = (entry.duration[b] or 0) + v
-
-            elseif what == "duration_sum" and nparts == 3 then
-                route(parts[2], parts[3]).sum = v
-
-            elseif what == "rejections" and nparts == 3 then
-                local tree = parts[2]
-                local reasons = counters.rejections[tree]
-                if not reasons then
-                    reasons = {}
-                    counters.rejections[tree] = reasons
+        if rec.name == "" then
+            local reasons = {}
+            for result, reason in ipairs(guard.REJECTIONS) do
+                if values[result] > 0 then
+                    reasons[reason] = values[result]
                 end
-                reasons[parts[3]] = v
-
-            elseif (what == "reloads" or what == "budget_hits")
-                   and nparts == 2
-            then
-                counters[what][parts[2]] = v
-
-            elseif (what == "compiles" or what == "compile_failures")
-                   and nparts == 1
-            then
-                counters[what] = v
             end
-        end
-    end
+            counters.rejections[rec.tree] = reasons
 
-    local routes = {}
-    for _, entry in pairs(by_id) do
-        routes[#routes + 1] = entry
+        else
+            local entry = { tree = rec.tree, name = rec.name, requests = {},
+                            duration = {}, sum = values[SUM] / 1e6 }
+
+            for class = 0, NCLASSES do
+                local n = values[CLASS0 + class]
+                if n > 0 then
+                    entry.requests[class] = n
+                end
+            end
+
+            for b = 1, NBUCKETS do
+                entry.duration[b] = values[BUCKET0 + b - 1]
+            end
+
+            routes[#routes + 1] = entry
+        end
     end
 
     sort(routes, function(a, b)
@@ -458,6 +376,27 @@ function _M.collect()
         end
         return a.name < b.name
     end)
+
+    for _, key in ipairs(dict:get_keys(0)) do
+        local v = dict:get(key)
+
+        if type(v) == "number" then
+            local what, label = key, nil
+            local sp = find(key, " ", 1, true)
+            if sp then
+                what, label = sub(key, 1, sp - 1), sub(key, sp + 1)
+            end
+
+            if (what == "reloads" or what == "budget_hits") and label then
+                counters[what][label] = v
+
+            elseif (what == "compiles" or what == "compile_failures")
+                   and not label
+            then
+                counters[what] = v
+            end
+        end
+    end
 
     return routes, counters
 end

@@ -16,7 +16,6 @@ local concat = table.concat
 local sort = table.sort
 local ipairs = ipairs
 local pairs = pairs
-local tostring = tostring
 local floor = math.floor
 local gsub = string.gsub
 local format = string.format
@@ -30,10 +29,11 @@ local TREES = { "routes", "sandbox" }
 
 local CLASSES = { "1xx", "2xx", "3xx", "4xx", "5xx" }
 
--- the buckets' "le" labels, the last one above every bound
+-- the buckets' "le" labels, the last one above every bound: decimals
+-- ("0.00005", "2.5"), no exponent
 local LE = {}
 for i, bound in ipairs(metrics.BUCKETS) do
-    LE[i] = tostring(bound)
+    LE[i] = (gsub(gsub(format("%.6f", bound), "0+$", ""), "%.$", ""))
 end
 LE[#LE + 1] = "+Inf"
 
@@ -88,7 +88,7 @@ local function render_routes(out, routes)
 
     header(out, "gateway_request_duration_seconds", "histogram",
            "Time from the request's first byte to its log phase, per "
-           .. "route (millisecond clock).")
+           .. "route (microsecond clock).")
 
     for _, route in ipairs(routes) do
         local labels = route_labels(route.tree, route.name)
