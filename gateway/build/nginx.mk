@@ -34,6 +34,9 @@ GUARD_SRCS     := $(wildcard validators/ngx_http_route_guard*.c) \
 SANDBOX_SRCS   := $(wildcard gateway/sandbox/*.c gateway/sandbox/*.h) \
                   gateway/sandbox/config
 
+# the watchdog (gateway/watchdog/config), after the route guard
+WATCHDOG_SRCS  := $(wildcard gateway/watchdog/*.c) gateway/watchdog/config
+
 $(BUILD)/.deps: gateway/build/packages gateway/build/install-deps
 	gateway/build/install-deps
 	@mkdir -p $(@D) && touch $@
@@ -54,11 +57,12 @@ $(NGINX_SRC)/.patched: $(SRC)/versions $(PATCH_FILES)
 	touch $@
 
 $(NGINX_OBJS)/Makefile: $(NGINX_SRC)/.patched validators/config \
-                        gateway/sandbox/config gateway/build/configure-nginx
+                        gateway/sandbox/config gateway/watchdog/config \
+                        gateway/build/configure-nginx
 	gateway/build/configure-nginx $(abspath $(NGINX_SRC)) \
 	    $(abspath $(NGINX_OBJS)) $(abspath $(NGINX_PREFIX)) \
 	    $(abspath $(LUA_SRC)) $(abspath $(NDK_SRC)) $(abspath validators) \
-	    $(abspath gateway/sandbox) \
+	    $(abspath gateway/sandbox) $(abspath gateway/watchdog) \
 	    > $(BUILD)/configure.log 2>&1 \
 	    || { tail -30 $(BUILD)/configure.log; exit 1; }
 
@@ -70,9 +74,13 @@ GUARD_HDRS     := $(wildcard validators/*.h)
 SANDBOX_OBJS   := $(patsubst gateway/sandbox/%.c,$(NGINX_OBJS)/addon/sandbox/%.o,\
                     $(filter %.c,$(SANDBOX_SRCS)))
 SANDBOX_HDRS   := $(wildcard gateway/sandbox/*.h)
+# the watchdog includes the guard's header
+WATCHDOG_OBJS  := $(patsubst gateway/watchdog/%.c,$(NGINX_OBJS)/addon/watchdog/%.o,\
+                    $(filter %.c,$(WATCHDOG_SRCS)))
 
-$(NGINX_OBJS)/nginx: $(NGINX_OBJS)/Makefile $(GUARD_SRCS) $(SANDBOX_SRCS)
-	for o in $(GUARD_OBJS); do \
+$(NGINX_OBJS)/nginx: $(NGINX_OBJS)/Makefile $(GUARD_SRCS) $(SANDBOX_SRCS) \
+                     $(WATCHDOG_SRCS)
+	for o in $(GUARD_OBJS) $(WATCHDOG_OBJS); do \
 	    for h in $(GUARD_HDRS); do \
 	        [ $$h -nt $$o ] && rm -f $$o; \
 	    done; \

@@ -21,6 +21,7 @@ local process = require "ngx.process"
 local child = require "gateway.child"
 local status = require "gateway.status"
 local metrics = require "gateway.metrics"
+local watchdog = require "gateway.watchdog"
 
 local C = ffi.C
 local ngx = ngx
@@ -256,6 +257,9 @@ function _M.init_worker(opts)
     end
 
     opts.nginx = opts.nginx or nginx_binary()
+
+    -- counts the workers the watchdog (C, in this process) kills
+    watchdog.start()
 
     local ok, err = watch(opts)
     if not ok then

@@ -273,6 +273,15 @@ function _M.budget_hit(budget)
 end
 
 
+-- n workers stuck in one request, killed by the agent's watchdog
+function _M.worker_stuck(n)
+    local dict = counters_dict()
+    if dict then
+        add(dict, "worker_stuck", n)
+    end
+end
+
+
 -- From log_by_lua in a location with route_guard: counts the request
 -- under its route when the guard accepted one, under the rejection's
 -- reason otherwise.  "tree" labels the location's routes root.
@@ -329,7 +338,8 @@ end
 
 -- A counter summed over the workers, nil before its first increment (or
 -- without the dict): ("compiles"), ("compile_failures"), ("reloads",
--- kind), ("budget_hits", budget), ("rejections", tree, reason).
+-- kind), ("budget_hits", budget), ("rejections", tree, reason),
+-- ("worker_stuck").
 function _M.get(what, label, label2)
     local dict = counters_dict()
     return dict and dict:get(counter_key(what, label, label2))
@@ -386,9 +396,10 @@ end
 --             requests = { class -> n }, duration = { bucket -> n },
 --             sum = seconds }: class 0 to 5 (0: no status), bucket 1 to
 --             #BUCKETS + 1 (the last: above every bound)
---   counters  { compiles = n, compile_failures = n, reloads = { kind ->
---             n }, budget_hits = { budget -> n }, rejections = { tree ->
---             { reason -> n } } }, what was counted at least once
+--   counters  { compiles = n, compile_failures = n, worker_stuck = n,
+--             reloads = { kind -> n }, budget_hits = { budget -> n },
+--             rejections = { tree -> { reason -> n } } }, what was counted
+--             at least once
 function _M.collect()
     local dict = counters_dict()
     if not dict then
@@ -439,7 +450,8 @@ function _M.collect()
             then
                 counters[what][parts[2]] = v
 
-            elseif (what == "compiles" or what == "compile_failures")
+            elseif (what == "compiles" or what == "compile_failures"
+                    or what == "worker_stuck")
                    and nparts == 1
             then
                 counters[what] = v
