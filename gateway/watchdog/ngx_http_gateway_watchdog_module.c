@@ -285,8 +285,10 @@ ngx_http_watchdog_scan(ngx_event_t *ev)
 
         pid = ngx_http_watchdog_pid(owner);
 
-        /* a worker gone without freeing its slot: it crashed, or was
-         * killed and reaped */
+        /*
+         * a worker gone without freeing its slot: it crashed, or was
+         * killed and reaped
+         */
 
         if (pid <= 0 || (kill(pid, 0) == -1 && ngx_errno == NGX_ESRCH)) {
             (void) ngx_atomic_cmp_set(&slot->owner, owner, 0);
@@ -347,8 +349,10 @@ ngx_http_watchdog_kill(ngx_http_watchdog_shm_t *sh,
         return;
     }
 
-    /* one agent kills it once: a new agent and one shutting down may
-     * both be looking */
+    /*
+     * one agent kills it once: a new agent and one shutting down may
+     * both be looking
+     */
 
     if (!ngx_atomic_cmp_set(&slot->owner, owner,
                             ngx_http_watchdog_owner(pid,
@@ -374,9 +378,9 @@ ngx_http_watchdog_kill(ngx_http_watchdog_shm_t *sh,
                                                  slot->route_len,
                                                  NGX_HTTP_WATCHDOG_ROUTE_LEN);
     r.location_len = (int) ngx_http_watchdog_copy_name(r.location,
-                                                 slot->location,
-                                                 slot->location_len,
-                                                 NGX_HTTP_WATCHDOG_LOCATION_LEN);
+                                            slot->location,
+                                            slot->location_len,
+                                            NGX_HTTP_WATCHDOG_LOCATION_LEN);
 
     ngx_localtime(ngx_time() - stuck / 1000, &tm);
     (void) ngx_sprintf(since, "%4d/%02d/%02d %02d:%02d:%02d%Z",
