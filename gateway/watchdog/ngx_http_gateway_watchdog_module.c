@@ -14,9 +14,9 @@
  * one whose heartbeat is older than the limit is marked killed (one
  * compare-and-swap, so one agent logs and kills it once), logged, and
  * killed.  While the agent shuts down on quit, its timer is not
- * cancelable as long as a watched worker lives and no newer agent does:
- * a stuck worker cannot hold a graceful shutdown (see the agent's core
- * patch, 0001).  gateway.watchdog, in the agent, counts the kills.
+ * cancelable as long as a worker of its configuration's generation, or
+ * of an older one, lives and no newer agent does: a stuck worker cannot
+ * hold a graceful shutdown (see the agent's core patch, 0001).  gateway.watchdog, in the agent, counts the kills.
  *
  *   http {
  *       gateway_watchdog  10s;      # the default; "off" disables it
@@ -65,7 +65,7 @@ typedef struct {
     ngx_msec_t                          request;    /* 0: none yet */
     ngx_uint_t                          route_len;
     ngx_uint_t                          location_len;
-    ngx_uint_t                          reserved;
+    ngx_uint_t                          generation; /* its configuration's */
     u_char                              route[NGX_HTTP_WATCHDOG_ROUTE_LEN];
     u_char                              location[
                                             NGX_HTTP_WATCHDOG_LOCATION_LEN];
@@ -87,7 +87,10 @@ typedef struct {
 
 
 typedef struct {
-    ngx_atomic_t                        agent;      /* the agent's pid */
+    ngx_atomic_t                        generation; /* configurations */
+    ngx_atomic_t                        agent;      /* the newest agent's
+                                                       generation << 32
+                                                       | pid */
     ngx_atomic_t                        nslots;     /* slots ever used */
     ngx_atomic_t                        killed;
     ngx_atomic_t                        counted;    /* by gateway.watchdog */
@@ -98,6 +101,8 @@ typedef struct {
 
 typedef struct {
     ngx_msec_t                          limit;      /* 0: off */
+    ngx_uint_t                          generation; /* this configuration's,
+                                                       from 1 */
     ngx_shm_zone_t                     *shm_zone;
 } ngx_http_watchdog_main_conf_t;
 
@@ -119,6 +124,7 @@ static char *ngx_http_watchdog_init_main_conf(ngx_conf_t *cf, void *conf);
 static ngx_int_t ngx_http_watchdog_init_zone(ngx_shm_zone_t *shm_zone,
     void *data);
 static ngx_int_t ngx_http_watchdog_init(ngx_conf_t *cf);
+static ngx_int_t ngx_http_watchdog_init_module(ngx_cycle_t *cycle);
 static ngx_int_t ngx_http_watchdog_init_process(ngx_cycle_t *cycle);
 static void ngx_http_watchdog_exit_process(ngx_cycle_t *cycle);
 
@@ -160,7 +166,7 @@ ngx_module_t  ngx_http_gateway_watchdog_module = {
     ngx_http_watchdog_commands,            /* module directives */
     NGX_HTTP_MODULE,                       /* module type */
     NULL,                                  /* init master */
-    NULL,                                  /* init module */
+    ngx_http_watchdog_init_module,         /* init module */
     ngx_http_watchdog_init_process,        /* init process */
     NULL,                                  /* init thread */
     NULL,                                  /* exit thread */
@@ -177,6 +183,7 @@ static ngx_http_watchdog_slot_t   *ngx_http_watchdog_slot;
 static ngx_http_core_loc_conf_t   *ngx_http_watchdog_clcf;
 static ngx_http_watchdog_shm_t    *ngx_http_watchdog_sh;
 static ngx_event_t                 ngx_http_watchdog_event;
+static ngx_uint_t                  ngx_http_watchdog_generation;
 static ngx_msec_t                  ngx_http_watchdog_interval;
 static ngx_msec_t                  ngx_http_watchdog_last_scan;
 static ngx_msec_t                  ngx_http_watchdog_grace_until;
@@ -247,10 +254,10 @@ ngx_http_watchdog_beat(ngx_event_t *ev)
 static void
 ngx_http_watchdog_scan(ngx_event_t *ev)
 {
-    ngx_pid_t                  pid, agent;
+    ngx_pid_t                  pid;
     ngx_msec_t                 now, stuck, limit;
     ngx_uint_t                 i, n, judge, watching;
-    ngx_atomic_uint_t          owner;
+    ngx_atomic_uint_t          owner, agent;
     ngx_http_watchdog_shm_t   *sh;
     ngx_http_watchdog_slot_t  *slot;
 
@@ -299,7 +306,9 @@ ngx_http_watchdog_scan(ngx_event_t *ev)
             continue;
         }
 
-        watching = 1;
+        if (slot->generation <= ngx_http_watchdog_generation) {
+            watching = 1;
+        }
 
         limit = ngx_max(slot->limit, NGX_HTTP_WATCHDOG_MIN_LIMIT);
         stuck = now - slot->beat;
@@ -309,13 +318,19 @@ ngx_http_watchdog_scan(ngx_event_t *ev)
         }
     }
 
-    if (ngx_exiting) {
-        agent = (ngx_pid_t) sh->agent;
+    /*
+     * shutting down, it stays while workers of its generation or older
+     * live (on quit, all of them), unless a newer agent runs (on reload:
+     * it watches every slot)
+     */
 
-        /* on reload, the new agent watches every slot */
+    if (ngx_exiting) {
+        agent = sh->agent;
+        pid = (ngx_pid_t) (agent & 0xffffffff);
 
         if (!watching
-            || (agent != ngx_pid && agent > 0 && kill(agent, 0) == 0))
+            || ((agent >> 32) > ngx_http_watchdog_generation
+                && pid > 0 && kill(pid, 0) == 0))
         {
             return;
         }
@@ -688,6 +703,29 @@ ngx_http_watchdog_init(ngx_conf_t *cf)
 }
 
 
+/* in the master, once the configuration is taken: its generation */
+
+static ngx_int_t
+ngx_http_watchdog_init_module(ngx_cycle_t *cycle)
+{
+    ngx_http_watchdog_shm_t        *sh;
+    ngx_http_watchdog_main_conf_t  *wmcf;
+
+    sh = ngx_http_watchdog_shm(cycle);
+
+    if (sh == NULL) {
+        return NGX_OK;
+    }
+
+    wmcf = ngx_http_cycle_get_module_main_conf(cycle,
+                                           ngx_http_gateway_watchdog_module);
+
+    wmcf->generation = ++sh->generation;
+
+    return NGX_OK;
+}
+
+
 static ngx_int_t
 ngx_http_watchdog_init_process(ngx_cycle_t *cycle)
 {
@@ -703,14 +741,18 @@ ngx_http_watchdog_init_process(ngx_cycle_t *cycle)
         return NGX_OK;
     }
 
+    wmcf = ngx_http_cycle_get_module_main_conf(cycle,
+                                           ngx_http_gateway_watchdog_module);
+
     ngx_http_watchdog_sh = sh;
+    ngx_http_watchdog_generation = wmcf->generation;
     ngx_time_update();
 
     ngx_http_watchdog_event.log = cycle->log;
     ngx_http_watchdog_event.data = sh;
 
     if (ngx_process == NGX_PROCESS_HELPER && ngx_is_privileged_agent) {
-        sh->agent = ngx_pid;
+        sh->agent = (ngx_atomic_uint_t) wmcf->generation << 32 | ngx_pid;
         ngx_http_watchdog_last_scan = ngx_current_msec;
 
         /* not cancelable: it decides when a shutting down agent may go */
@@ -723,9 +765,6 @@ ngx_http_watchdog_init_process(ngx_cycle_t *cycle)
     if (ngx_process != NGX_PROCESS_WORKER) {
         return NGX_OK;
     }
-
-    wmcf = ngx_http_cycle_get_module_main_conf(cycle,
-                                           ngx_http_gateway_watchdog_module);
 
     n = ngx_min(sh->nslots, NGX_HTTP_WATCHDOG_SLOTS);
 
@@ -756,6 +795,7 @@ ngx_http_watchdog_init_process(ngx_cycle_t *cycle)
     }
 
     slot->limit = wmcf->limit;
+    slot->generation = wmcf->generation;
     slot->beat = ngx_current_msec;
     slot->request = 0;
     slot->route_len = 0;
