@@ -116,7 +116,8 @@ static void ngx_http_watchdog_kill(ngx_http_watchdog_shm_t *sh,
 static ngx_uint_t ngx_http_watchdog_is_sibling(ngx_pid_t pid);
 static size_t ngx_http_watchdog_copy_name(u_char *dst, u_char *src,
     size_t len, size_t size);
-static ngx_http_watchdog_shm_t *ngx_http_watchdog_shm(ngx_cycle_t *cycle);
+static ngx_http_watchdog_main_conf_t *ngx_http_watchdog_conf(
+    ngx_cycle_t *cycle);
 static char *ngx_http_watchdog(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static void *ngx_http_watchdog_create_main_conf(ngx_conf_t *cf);
@@ -510,8 +511,10 @@ ngx_http_watchdog_copy_name(u_char *dst, u_char *src, size_t len,
 }
 
 
-static ngx_http_watchdog_shm_t *
-ngx_http_watchdog_shm(ngx_cycle_t *cycle)
+/* the cycle's configuration, NULL without the watchdog */
+
+static ngx_http_watchdog_main_conf_t *
+ngx_http_watchdog_conf(ngx_cycle_t *cycle)
 {
     ngx_http_watchdog_main_conf_t  *wmcf;
 
@@ -522,7 +525,7 @@ ngx_http_watchdog_shm(ngx_cycle_t *cycle)
         return NULL;
     }
 
-    return wmcf->shm_zone->data;
+    return wmcf;
 }
 
 
@@ -535,14 +538,17 @@ ngx_http_watchdog_shm(ngx_cycle_t *cycle)
 int
 ngx_http_gateway_watchdog_ffi_take(ngx_http_gateway_watchdog_report_t *last)
 {
-    ngx_atomic_uint_t         killed, counted;
-    ngx_http_watchdog_shm_t  *sh;
+    ngx_atomic_uint_t               killed, counted;
+    ngx_http_watchdog_shm_t        *sh;
+    ngx_http_watchdog_main_conf_t  *wmcf;
 
-    sh = ngx_http_watchdog_shm((ngx_cycle_t *) ngx_cycle);
+    wmcf = ngx_http_watchdog_conf((ngx_cycle_t *) ngx_cycle);
 
-    if (sh == NULL) {
+    if (wmcf == NULL) {
         return -1;
     }
+
+    sh = wmcf->shm_zone->data;
 
     do {
         counted = sh->counted;
@@ -711,15 +717,13 @@ ngx_http_watchdog_init_module(ngx_cycle_t *cycle)
     ngx_http_watchdog_shm_t        *sh;
     ngx_http_watchdog_main_conf_t  *wmcf;
 
-    sh = ngx_http_watchdog_shm(cycle);
+    wmcf = ngx_http_watchdog_conf(cycle);
 
-    if (sh == NULL) {
+    if (wmcf == NULL) {
         return NGX_OK;
     }
 
-    wmcf = ngx_http_cycle_get_module_main_conf(cycle,
-                                           ngx_http_gateway_watchdog_module);
-
+    sh = wmcf->shm_zone->data;
     wmcf->generation = ++sh->generation;
 
     return NGX_OK;
@@ -735,15 +739,13 @@ ngx_http_watchdog_init_process(ngx_cycle_t *cycle)
     ngx_http_watchdog_slot_t       *slot;
     ngx_http_watchdog_main_conf_t  *wmcf;
 
-    sh = ngx_http_watchdog_shm(cycle);
+    wmcf = ngx_http_watchdog_conf(cycle);
 
-    if (sh == NULL) {
+    if (wmcf == NULL) {
         return NGX_OK;
     }
 
-    wmcf = ngx_http_cycle_get_module_main_conf(cycle,
-                                           ngx_http_gateway_watchdog_module);
-
+    sh = wmcf->shm_zone->data;
     ngx_http_watchdog_sh = sh;
     ngx_http_watchdog_generation = wmcf->generation;
     ngx_time_update();
