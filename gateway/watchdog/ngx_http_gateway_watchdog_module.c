@@ -231,7 +231,12 @@ ngx_http_watchdog_handler(ngx_http_request_t *r)
     if (clcf != ngx_http_watchdog_clcf) {
         ngx_http_watchdog_clcf = clcf;
         len = ngx_min(clcf->name.len, NGX_HTTP_WATCHDOG_LOCATION_LEN);
-        ngx_memcpy(slot->location, clcf->name.data, len);
+
+        /* the server's own, where no location matched, has no name */
+        if (len) {
+            ngx_memcpy(slot->location, clcf->name.data, len);
+        }
+
         slot->location_len = len;
     }
 
