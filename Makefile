@@ -148,9 +148,9 @@ dynamic-demo: $(DYNAMIC_MODULE)
 # benchmarks
 
 .PHONY: bench bench-name bench-guard bench-fresh bench-memory bench-reload \
-        bench-sandbox
+        bench-sandbox bench-watchdog
 bench: bench-name bench-guard bench-fresh bench-memory bench-reload \
-       bench-sandbox
+       bench-sandbox bench-watchdog
 
 bench-name: $(BUILD)/bin/route-name-bench
 	$(BUILD)/bin/route-name-bench
@@ -169,6 +169,9 @@ bench-reload: all
 
 bench-sandbox: all
 	bench/sandbox-overhead
+
+bench-watchdog: all
+	bench/watchdog-cost
 
 
 # load and faults: not part of `make test` (a minute, and wrk)

@@ -122,6 +122,7 @@ my %want = (
     rejections('sandbox', missing => 1, grammar => 1),
     'gateway_compiles_total' => 6,          # one worker, one version each
     'gateway_compile_failures_total' => 1,  # bad, once: not per request
+    'gateway_worker_stuck_total' => 0,      # the watchdog: t/140
     reloads(route => 0, module => 0, config => 0),
     budgets(instruction => 2),
 );

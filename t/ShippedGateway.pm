@@ -20,8 +20,9 @@ package ShippedGateway;
 # In a checked run (t/TestChecked.pm: a sanitized nginx, or valgrind) the
 # copy of nginx.conf keeps the sanitizers' variables, nginx runs through
 # the valgrind wrapper, every timeout and wait is scaled by
-# TEST_NGINX_SLOWDOWN, and $gw->reports_ok is the check that no process
-# of the instance reported anything.
+# TEST_NGINX_SLOWDOWN (the watchdog's limit, gateway_watchdog, too), and
+# $gw->reports_ok is the check that no process of the instance reported
+# anything.
 #
 # new() empties `base` and makes base/conf-src (a copy of conf/*.conf:
 # nginx.conf and the gateway.conf it includes), base/routes, base/modules,
@@ -51,7 +52,7 @@ use JSON::PP qw(decode_json);
 use lib dirname(realpath(__FILE__));
 use TestChecked qw(nginx_wrapper report_files no_reports_ok);
 use TestGateway::Socket qw(send_request);
-use TestGateway::Util qw(repo_root servroot wait_until slurp write_file
+use TestGateway::Util qw(repo_root servroot slow wait_until slurp write_file
                          replace_file alive rss_kib cpu_ticks spawn reap);
 
 our @EXPORT = qw(wait_until slurp write_file replace_file alive
@@ -120,6 +121,7 @@ sub new {
 # editor does; in a checked run it keeps the sanitizers' variables
 sub set_conf {
     my ($self, $text) = @_;
+    $text =~ s/^(\s*gateway_watchdog\s+)(\d+)s;/$1 . slow($2) . 's;'/me;
     write_file("$self->{src}/nginx.conf",
                TestChecked::with_env_directives($text));
 }

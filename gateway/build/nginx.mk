@@ -34,6 +34,9 @@ GUARD_SRCS     := $(wildcard validators/ngx_http_route_guard*.c) \
 SANDBOX_SRCS   := $(wildcard gateway/sandbox/*.c gateway/sandbox/*.h) \
                   gateway/sandbox/config
 
+# the watchdog (gateway/watchdog/config), after the route guard
+WATCHDOG_SRCS  := $(wildcard gateway/watchdog/*.c) gateway/watchdog/config
+
 $(BUILD)/.deps: gateway/build/packages gateway/build/install-deps
 	gateway/build/install-deps
 	@mkdir -p $(@D) && touch $@
@@ -59,11 +62,13 @@ METRICS_SRCS   := $(wildcard gateway/metrics/*.c gateway/metrics/*.h) \
 
 $(NGINX_OBJS)/Makefile: $(NGINX_SRC)/.patched validators/config \
                         gateway/sandbox/config gateway/metrics/config \
+                        gateway/watchdog/config \
                         gateway/build/configure-nginx
 	gateway/build/configure-nginx $(abspath $(NGINX_SRC)) \
 	    $(abspath $(NGINX_OBJS)) $(abspath $(NGINX_PREFIX)) \
 	    $(abspath $(LUA_SRC)) $(abspath $(NDK_SRC)) $(abspath validators) \
 	    $(abspath gateway/sandbox) $(abspath gateway/metrics) \
+	    $(abspath gateway/watchdog) \
 	    > $(BUILD)/configure.log 2>&1 \
 	    || { tail -30 $(BUILD)/configure.log; exit 1; }
 
@@ -75,10 +80,12 @@ GUARD_HDRS     := $(wildcard validators/*.h)
 SANDBOX_OBJS   := $(patsubst gateway/sandbox/%.c,$(NGINX_OBJS)/addon/sandbox/%.o,\
                     $(filter %.c,$(SANDBOX_SRCS)))
 SANDBOX_HDRS   := $(wildcard gateway/sandbox/*.h)
-# the metrics include the guard's header
+# the metrics and the watchdog include the guard's header
 METRICS_OBJS   := $(patsubst gateway/metrics/%.c,$(NGINX_OBJS)/addon/metrics/%.o,\
                     $(filter %.c,$(METRICS_SRCS)))
 METRICS_HDRS   := $(wildcard gateway/metrics/*.h) $(GUARD_HDRS)
+WATCHDOG_OBJS  := $(patsubst gateway/watchdog/%.c,$(NGINX_OBJS)/addon/watchdog/%.o,\
+                    $(filter %.c,$(WATCHDOG_SRCS)))
 
 # $(call remove-stale,OBJECTS,HEADERS): the objects older than a header
 remove-stale = for o in $(1); do \
@@ -86,8 +93,8 @@ remove-stale = for o in $(1); do \
                done;
 
 $(NGINX_OBJS)/nginx: $(NGINX_OBJS)/Makefile $(GUARD_SRCS) $(SANDBOX_SRCS) \
-                     $(METRICS_SRCS)
-	$(call remove-stale,$(GUARD_OBJS),$(GUARD_HDRS)) \
+                     $(METRICS_SRCS) $(WATCHDOG_SRCS)
+	$(call remove-stale,$(GUARD_OBJS) $(WATCHDOG_OBJS),$(GUARD_HDRS)) \
 	$(call remove-stale,$(SANDBOX_OBJS),$(SANDBOX_HDRS)) \
 	$(call remove-stale,$(METRICS_OBJS),$(METRICS_HDRS)) true
 	$(MAKE) -C $(NGINX_SRC) -f $(abspath $(NGINX_OBJS))/Makefile binary

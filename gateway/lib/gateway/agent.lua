@@ -22,6 +22,7 @@ local child = require "gateway.child"
 local fleet = require "gateway.fleet"
 local status = require "gateway.status"
 local metrics = require "gateway.metrics"
+local watchdog = require "gateway.watchdog"
 
 local C = ffi.C
 local ngx = ngx
@@ -282,6 +283,9 @@ function _M.init_worker(opts)
     opts.nginx = opts.nginx or nginx_binary()
 
     start_fleet()
+
+    -- counts the workers the watchdog (C, in this process) kills
+    watchdog.start()
 
     local ok, err = watch(opts)
     if not ok then

@@ -220,6 +220,15 @@ function _M.budget_hit(budget)
 end
 
 
+-- n workers stuck in one request, killed by the agent's watchdog
+function _M.worker_stuck(n)
+    local dict = counters_dict()
+    if dict then
+        add(dict, "worker_stuck", n)
+    end
+end
+
+
 -- From log_by_lua in a location with route_guard, for configurations
 -- written before route_metrics: counts the request as "route_metrics
 -- <tree>" would (with nginx's millisecond clock for its start).
@@ -288,7 +297,7 @@ end
 -- A counter summed over the workers, nil before its first increment (or
 -- without the dict, or the zone): ("compiles"), ("compile_failures"),
 -- ("reloads", kind), ("budget_hits", budget), ("rejections", tree,
--- reason).
+-- reason), ("worker_stuck").
 function _M.get(what, label, label2)
     if what == "rejections" then
         local result = rejection_result(label2)
@@ -326,9 +335,10 @@ end
 --             requests = { class -> n }, duration = { bucket -> n },
 --             sum = seconds }: class 0 to 5 (0: no status), bucket 1 to
 --             #BUCKETS + 1 (the last: above every bound)
---   counters  { compiles = n, compile_failures = n, reloads = { kind ->
---             n }, budget_hits = { budget -> n }, rejections = { tree ->
---             { reason -> n } } }, what was counted at least once
+--   counters  { compiles = n, compile_failures = n, worker_stuck = n,
+--             reloads = { kind -> n }, budget_hits = { budget -> n },
+--             rejections = { tree -> { reason -> n } } }, what was counted
+--             at least once
 function _M.collect()
     local dict = counters_dict()
     local list = records()
@@ -390,7 +400,8 @@ function _M.collect()
             if (what == "reloads" or what == "budget_hits") and label then
                 counters[what][label] = v
 
-            elseif (what == "compiles" or what == "compile_failures")
+            elseif (what == "compiles" or what == "compile_failures"
+                    or what == "worker_stuck")
                    and not label
             then
                 counters[what] = v

@@ -3,10 +3,10 @@
 -- routes the workers compiled, with their files' identity and the version
 -- each worker runs, routes whose latest version does not compile, sandbox
 -- budget hits by route, modules kept because they use the FFI, the
--- privileged agent's state and the fleet's (gateway.fleet, in the
--- agent).  The counts it shows besides (compiles,
--- module reloads, budget hits by budget) are gateway.metrics', read from
--- there.
+-- privileged agent's state (with the last worker its watchdog killed)
+-- and the fleet's (gateway.fleet, in the agent).  The counts it shows
+-- besides (compiles, module reloads, budget hits by budget, workers
+-- stuck) are gateway.metrics', read from there.
 --
 --   location = /status {
 --       content_by_lua_block { require("gateway.status").serve() }
@@ -129,6 +129,16 @@ function _M.agent_test(ok, output, at)
 end
 
 
+-- the last worker the agent's watchdog killed (gateway.watchdog):
+-- { pid =, route =, location =, stuck =, request_age =, killed_at = }
+function _M.worker_stuck(info)
+    local dict = status_dict()
+    if dict then
+        dict:set(AGENT .. "last_stuck", cjson.encode(info))
+    end
+end
+
+
 function _M.agent_reloaded(at)
     local dict = status_dict()
     if dict then
@@ -194,8 +204,8 @@ local function add_key(report, routes, dict, key, value)
     elseif key == FLEET then
         report.fleet = cjson.decode(value)
 
-    elseif key == AGENT .. "last_test" then
-        report.agent.last_test = cjson.decode(value)
+    elseif key == AGENT .. "last_test" or key == AGENT .. "last_stuck" then
+        report.agent[sub(key, #AGENT + 1)] = cjson.decode(value)
 
     elseif sub(key, 1, #AGENT) == AGENT then
         report.agent[sub(key, #AGENT + 1)] = value
@@ -213,6 +223,7 @@ function _M.report()
         pinned_modules = {},
         compiles = metrics.get("compiles") or 0,
         module_reloads = metrics.get("reloads", "module") or 0,
+        worker_stuck = metrics.get("worker_stuck") or 0,
         agent = {},
     }
 

@@ -140,6 +140,12 @@ local function render_counters(out, counters, trees)
                counters.reloads[kind] or 0)
     end
 
+    header(out, "gateway_worker_stuck_total", "counter",
+           "Workers whose event loop did not turn within the watchdog's "
+           .. "limit, killed by the agent and replaced by the master.")
+    sample(out, "gateway_worker_stuck_total", nil,
+           counters.worker_stuck or 0)
+
     header(out, "gateway_sandbox_budget_hits_total", "counter",
            "Sandboxed requests stopped by a budget, by budget.")
     for _, budget in ipairs(metrics.BUDGETS) do
