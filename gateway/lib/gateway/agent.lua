@@ -129,9 +129,25 @@ local function apply(opts)
                           vars.STATUS_PORT, vars.ROUTES,
                           vars.MODULES or vars.LIB or "",
                           vars.SANDBOX_ROUTES or "", vars.WORKERS or "" },
-                        timeout)
+                        timeout, vars.TRUSTED_CA
+                                 and { "TRUSTED_CA=" .. vars.TRUSTED_CA })
 
     if ok then
+        -- nothing to test or reload when the sources render to what
+        -- runs: an agent's first look (an edit made while no agent
+        -- watched), a change undone
+        local same = run({ "/bin/sh", "-c", 'for f in "$1"/*.conf; do '
+                           .. 'cmp -s "$f" "$2/${f##*/}" || exit 1; done',
+                           "sh", next_prefix .. "/conf", prefix .. "conf" },
+                         timeout)
+        if same then
+            if _M.last_failure then
+                _M.last_failure = nil
+                status.agent_test(true, "", now())
+            end
+            return
+        end
+
         -- -e stderr: the test's complaints go to us, not to the live
         -- error log, where they would read as the running nginx's
         ok, out = run({ opts.nginx, "-t", "-q", "-e", "stderr",
@@ -193,7 +209,8 @@ local function watch(opts)
                     .. ffi.errno()
     end
 
-    local pending    -- when the last change of a burst was seen
+    -- a first look at once: what changed while no agent watched
+    local pending = now()   -- when the last change of a burst was seen
     local applying   -- a test and reload in progress (its children run)
 
     local function tick(premature)

@@ -27,13 +27,14 @@ local REAP_TIMEOUT = 1000   -- ms to wait for a killed child's exit
 
 
 -- Runs argv (no shell) with its stderr merged into its stdout, for at
--- most `timeout` seconds in all.  Returns true (exit status 0) or false,
+-- most `timeout` seconds in all; environ, when given, is its whole
+-- environment ({ "K=V", ... }).  Returns true (exit status 0) or false,
 -- and the output (its first OUTPUT_MAX bytes, the rest read and
 -- dropped), followed on failure by why: the exit status, the signal, or
 -- the deadline.  A child past its deadline is killed and waited for, so
 -- none is left behind, running or as a zombie.
-function _M.run(argv, timeout)
-    local proc, err = spawn(argv, { merge_stderr = true })
+function _M.run(argv, timeout, environ)
+    local proc, err = spawn(argv, { merge_stderr = true, environ = environ })
     if not proc then
         return false, "cannot run " .. argv[1] .. ": " .. tostring(err)
     end
