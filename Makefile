@@ -148,7 +148,7 @@ dynamic-demo: $(DYNAMIC_MODULE)
 # benchmarks
 
 .PHONY: bench bench-name bench-guard bench-fresh bench-memory bench-reload \
-        bench-sandbox bench-watchdog
+        bench-sandbox bench-watchdog bench-fleet
 bench: bench-name bench-guard bench-fresh bench-memory bench-reload \
        bench-sandbox bench-watchdog
 
@@ -172,6 +172,10 @@ bench-sandbox: all
 
 bench-watchdog: all
 	bench/watchdog-cost
+
+# a 3-member etcd cluster and 10 nodes (a few minutes; not in `make bench`)
+bench-fleet: all
+	bench/fleet-convergence
 
 
 # load and faults: not part of `make test` (a minute, and wrk)
