@@ -150,6 +150,28 @@ is($node->status->{fleet}{resyncs}, $resyncs,
    'without reading the whole prefix again (it resumed at its revision)');
 
 
+# --- 4b. a new agent catching up on large revisions ---
+
+# 12 revisions of 0.9 MB while node 1's agent is away; the next agent's
+# watch gets them from history in one answer, past what etcd's gateway
+# passes (4 MiB) unless etcd splits it into fragments
+($agent) = $node->agents;
+kill STOP => $agent;
+my $pad = '-- ' . ('x' x 900_000) . "\n";
+$etcd->put("${prefix}routes/big/b$_.lua", $pad . "ngx.say('big $_')")
+    for 1 .. 12;
+kill KILL => $agent;
+ok(wait_until(30, sub { join(' ', $node->get('/lua/big/b12')) eq '200 big 12' }),
+   'a new agent catches up on 12 revisions of 0.9 MB (a fragmented answer)')
+    or diag(explain($node->status->{fleet}));
+my ($s7, $b7) = $node->get('/lua/big/b7');
+is("$s7 $b7", '200 big 7', 'every one of them');
+is($node->status->{fleet}{resyncs}, $resyncs,
+   'from the watch, without reading the whole prefix again');
+$etcd->remove("${prefix}routes/big/b$_.lua") for 1 .. 12;
+ok(all_serve('/lua/big/b12', '404', 10), 'and they are deleted again');
+
+
 # --- 5. etcd stopped: the nodes serve on, say so, and catch up ---
 
 $etcd->stop($_) for 0 .. 2;

@@ -32,6 +32,7 @@ local setmetatable = setmetatable
 local tonumber = tonumber
 local tostring = tostring
 local type = type
+local floor = math.floor
 local json_encode = cjson.encode
 local json_decode = cjson.decode
 
@@ -43,6 +44,7 @@ local mt = { __index = _M }
 
 local TIMEOUT = 5000                -- ms, for every call but the watch
 local MAX_BODY = 64 * 1024 * 1024   -- bytes of a response body
+local TOO_LARGE = "response too large"
 local KEEPALIVE = 60000             -- ms an idle connection is kept
 
 -- etcd's answer to a stale or unknown token (gRPC UNAUTHENTICATED)
@@ -147,11 +149,28 @@ local function send_request(self, sock, ep, path, body, auth)
 end
 
 
+-- sock:receive(what), its error naming the endpoint
+local function receive(sock, ep, what)
+    local data, err = sock:receive(what)
+    if not data then
+        return nil, "read from " .. ep.url .. ": " .. err
+    end
+    return data
+end
+
+
+-- whether the answer's body comes in chunks
+local function chunked(headers)
+    return find(lower(headers["transfer-encoding"] or ""), "chunked", 1,
+                true) ~= nil
+end
+
+
 -- status line and headers: status, { lowercased name = value }
 local function read_head(sock, ep)
-    local line, err = sock:receive("*l")
+    local line, err = receive(sock, ep, "*l")
     if not line then
-        return nil, "read from " .. ep.url .. ": " .. err
+        return nil, err
     end
 
     local status = tonumber(line:match("^HTTP/1%.[01] (%d%d%d)"))
@@ -161,9 +180,9 @@ local function read_head(sock, ep)
 
     local headers = {}
     for _ = 1, 100 do
-        line, err = sock:receive("*l")
+        line, err = receive(sock, ep, "*l")
         if not line then
-            return nil, "read from " .. ep.url .. ": " .. err
+            return nil, err
         end
         if line == "" then
             return status, headers
@@ -182,26 +201,20 @@ local function read_body(sock, ep, headers)
     local len = tonumber(headers["content-length"])
     if len then
         if len > MAX_BODY then
-            return nil, "response too large from " .. ep.url
+            return nil, TOO_LARGE
         end
-        local body, err = sock:receive(len)
-        if not body then
-            return nil, "read from " .. ep.url .. ": " .. err
-        end
-        return body
+        return receive(sock, ep, len)
     end
 
-    if not find(lower(headers["transfer-encoding"] or ""), "chunked", 1,
-                true)
-    then
+    if not chunked(headers) then
         return nil, "response without a length from " .. ep.url
     end
 
     local parts, size = {}, 0
     while true do
-        local line, err = sock:receive("*l")
+        local line, err = receive(sock, ep, "*l")
         if not line then
-            return nil, "read from " .. ep.url .. ": " .. err
+            return nil, err
         end
         local digits = line:match("^%x+")
         local n = digits and tonumber(digits, 16)
@@ -211,21 +224,21 @@ local function read_body(sock, ep, headers)
         if n == 0 then
             -- trailers, up to the empty line
             repeat
-                line, err = sock:receive("*l")
+                line, err = receive(sock, ep, "*l")
                 if not line then
-                    return nil, "read from " .. ep.url .. ": " .. err
+                    return nil, err
                 end
             until line == ""
             return concat(parts)
         end
         size = size + n
         if size > MAX_BODY then
-            return nil, "response too large from " .. ep.url
+            return nil, TOO_LARGE
         end
         local data
-        data, err = sock:receive(n + 2)
+        data, err = receive(sock, ep, n + 2)
         if not data then
-            return nil, "read from " .. ep.url .. ": " .. err
+            return nil, err
         end
         parts[#parts + 1] = sub(data, 1, n)
     end
@@ -402,24 +415,31 @@ function _M.range_all(self, key, range_end, page)
 
     while true do
         local res, err = self:range(from, range_end, revision, page)
-        if not res then
+
+        if res then
+            if not revision then
+                revision = tonumber(res.header and res.header.revision)
+                cluster = res.header and res.header.cluster_id
+                if not revision then
+                    return nil, "no revision in etcd's answer"
+                end
+            end
+            local kvs = res.kvs
+            for i = 1, #kvs do
+                all[#all + 1] = kvs[i]
+            end
+            if not res.more or #kvs == 0 then
+                return all, revision, cluster
+            end
+            from = kvs[#kvs].key .. "\0"
+
+        -- a page of large values: smaller pages, down to one key
+        elseif err == TOO_LARGE and page > 1 then
+            page = floor(page / 2)
+
+        else
             return nil, err
         end
-        if not revision then
-            revision = tonumber(res.header and res.header.revision)
-            cluster = res.header and res.header.cluster_id
-            if not revision then
-                return nil, "no revision in etcd's answer"
-            end
-        end
-        local kvs = res.kvs
-        for i = 1, #kvs do
-            all[#all + 1] = kvs[i]
-        end
-        if not res.more or #kvs == 0 then
-            return all, revision, cluster
-        end
-        from = kvs[#kvs].key .. "\0"
     end
 end
 
@@ -464,8 +484,9 @@ local watcher_mt = { __index = watcher }
 
 
 -- Watches [key, range_end) from start_revision, with progress
--- notifications.  Returns the watcher, whose first message (created, or
--- canceled) next() returns.
+-- notifications, large answers in fragments (result.fragment: more of
+-- the same answer follows).  Returns the watcher, whose first message
+-- (created, or canceled) next() returns.
 function _M.watch(self, key, range_end, start_revision)
     if self.user and not self.token then
         local ok, err = authenticate(self)
@@ -479,6 +500,9 @@ function _M.watch(self, key, range_end, start_revision)
         range_end = encode_base64(range_end),
         start_revision = tostring(start_revision),
         progress_notify = true,
+        -- a catching-up watch gets up to 1,000 revisions in one answer,
+        -- more than the gateway passes (4 MiB): etcd splits it
+        fragment = true,
     } })
 
     local err
@@ -492,12 +516,10 @@ function _M.watch(self, key, range_end, start_revision)
             if ok then
                 local status, headers = read_head(sock, ep)
                 if status == 200 then
-                    local chunked = find(lower(headers["transfer-encoding"]
-                                               or ""), "chunked", 1, true)
                     return setmetatable({
                         sock = sock,
                         ep = ep,
-                        stream = stream.new(chunked ~= nil),
+                        stream = stream.new(chunked(headers)),
                         queue = {},
                         qpos = 1,
                     }, watcher_mt)

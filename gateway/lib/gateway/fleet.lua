@@ -39,7 +39,6 @@ local exiting = ngx.worker.exiting
 local timer_at = ngx.timer.at
 local io_open = io.open
 local os_remove = os.remove
-local os_rename = os.rename
 local ipairs = ipairs
 local loadstring = loadstring
 local pairs = pairs
@@ -81,24 +80,6 @@ local function read_file(path)
     local data = f:read("*a")
     f:close()
     return data
-end
-
-
--- write + rename: the old file or the new one, never a part
-local function replace_file(path, data)
-    local tmp = path .. ".tmp"
-    local f, err = io_open(tmp, "wb")
-    if not f then
-        return nil, err
-    end
-    local ok
-    ok, err = f:write(data)
-    f:close()
-    if not ok then
-        os_remove(tmp)
-        return nil, err
-    end
-    return os_rename(tmp, path)
 end
 
 
@@ -177,7 +158,7 @@ end
 
 
 local function save_state()
-    local ok, err = replace_file(state_file(), json_encode({
+    local ok, err = tree_mod.replace(state_file(), json_encode({
         revision = S.revision, cluster = S.cluster, keys = S.keys,
         errors = S.errors }))
     if not ok then
@@ -440,6 +421,36 @@ local function apply_events(events)
 end
 
 
+-- The events of a watch answer whose revisions are complete: all of
+-- them but for a fragment (more of the answer follows), whose last
+-- revision may go on in the next one and waits for it.  What waits is at
+-- most one revision's events.
+local waiting = {}
+
+local function whole_revisions(events, fragment)
+    local all = waiting
+    for i = 1, #events do
+        all[#all + 1] = events[i]
+    end
+
+    waiting = {}
+    if not fragment or #all == 0 then
+        return all
+    end
+
+    local last = all[#all].kv.mod_revision
+    local whole = {}
+    for _, ev in ipairs(all) do
+        if ev.kv.mod_revision == last then
+            waiting[#waiting + 1] = ev
+        else
+            whole[#whole + 1] = ev
+        end
+    end
+    return whole
+end
+
+
 local function full_read(cli)
     local kvs, revision, cluster = cli:range_all(S.first, S.last, _M.PAGE)
     if not kvs then
@@ -465,6 +476,7 @@ local function session(cli)
         end
     end
 
+    waiting = {}
     local w, err = cli:watch(S.first, S.last, S.revision + 1)
     if not w then
         return nil, err
@@ -530,9 +542,13 @@ local function session(cli)
 
             if r.events then
                 etcd.decode_events(r.events)
-                apply_events(r.events)
-                save_state()
-                publish_status()
+                -- of a fragmented answer, the revisions that are whole
+                local events = whole_revisions(r.events, r.fragment)
+                if #events > 0 then
+                    apply_events(events)
+                    save_state()
+                    publish_status()
+                end
 
             elseif rev and not r.created and rev > S.revision then
                 -- a progress notification: nothing of ours up to rev

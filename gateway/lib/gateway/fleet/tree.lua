@@ -148,16 +148,11 @@ local function make_dirs(where)
 end
 
 
--- Writes value into where.path: the new content or the old one, never a
--- part, for readers; on disk before the rename.
-function _M.write(_, where, value)
-    local ok, err = make_dirs(where)
-    if not ok then
-        return nil, err
-    end
-
-    local dir, base = where.path:match("^(.*)/([^/]+)$")
-    -- a dot name: the route grammar refuses it, so no reader takes it
+-- Puts data at path: a reader sees the old content or the new, never a
+-- part; on disk before the rename.  The temporary file, in the same
+-- directory, has a dot name, which the route grammar refuses.
+function _M.replace(path, data)
+    local dir, base = path:match("^(.*)/([^/]+)$")
     local tmp = dir .. "/." .. base .. ".fleet." .. tostring(C.getpid())
 
     local fd = C.open(tmp, O_WRONLY + O_CREAT + O_TRUNC + O_NOFOLLOW
@@ -166,33 +161,41 @@ function _M.write(_, where, value)
         return nil, os_error("open", tmp)
     end
 
-    local off, n = 0, #value
+    local err
+    local off, n = 0, #data
     while off < n do
-        local w = C.write(fd, ffi.cast("const char *", value) + off, n - off)
+        local w = C.write(fd, ffi.cast("const char *", data) + off, n - off)
         if w < 0 then
             err = os_error("write", tmp)
-            C.close(fd)
-            C.unlink(tmp)
-            return nil, err
+            break
         end
         off = off + w
     end
 
-    if C.fsync(fd) ~= 0 then
+    if not err and C.fsync(fd) ~= 0 then
         err = os_error("fsync", tmp)
-        C.close(fd)
-        C.unlink(tmp)
-        return nil, err
     end
     C.close(fd)
 
-    if C.rename(tmp, where.path) ~= 0 then
-        err = os_error("rename", where.path)
+    if not err and C.rename(tmp, path) ~= 0 then
+        err = os_error("rename", path)
+    end
+
+    if err then
         C.unlink(tmp)
         return nil, err
     end
-
     return true
+end
+
+
+-- Writes value into where.path, as replace() does.
+function _M.write(_, where, value)
+    local ok, err = make_dirs(where)
+    if not ok then
+        return nil, err
+    end
+    return _M.replace(where.path, value)
 end
 
 
