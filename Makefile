@@ -7,7 +7,10 @@
 #   make publish      check DIR= and publish it to the fleet FLEET= in ETCD=
 #   make fleet        what the fleet's nodes report
 #   make fleet-demo   three nodes fed from a 3-member etcd cluster
+#   make deb          the Debian package, build/deb/gateway_<version>_<arch>.deb
 #   make test         build, then run every test
+#   make test-deb     install the package here, run its service, upgrade it
+#                     under load, purge it (in make test)
 #   make test-asan    the nginx tests against nginx built with ASan/UBSan
 #   make test-valgrind  the nginx tests with nginx under valgrind
 #   make bench        benchmarks (see bench/)
@@ -108,8 +111,8 @@ fleet-demo-stop:
 
 # tests
 
-.PHONY: test test-unit test-routes test-nginx test-dynamic
-test: test-unit test-routes test-nginx test-dynamic
+.PHONY: test test-unit test-routes test-nginx test-dynamic test-deb
+test: test-unit test-routes test-nginx test-dynamic test-deb
 
 # the grammar core, the sandbox's pattern functions against LuaJIT's,
 # then the fuzzers' corpus and crashers without libFuzzer
@@ -133,6 +136,31 @@ test-dynamic: $(DYNAMIC_MODULE)
 	TEST_NGINX_BINARY=/usr/sbin/nginx \
 	TEST_NGINX_LOAD_MODULES="$(DEBIAN_MODULES) $(abspath $(DYNAMIC_MODULE))" \
 	    prove t/0[1-5]*.t
+
+
+# The package installed on this machine, its service run by the unit's
+# own command lines, upgraded under wrk, purged (t/deb/package.t; it
+# skips in `prove -r t/`)
+test-deb: all $(BUILD)/.deps-deb
+	TEST_GATEWAY_DEB=1 prove t/deb/
+
+
+# the Debian package, from this build (README.md, "Install")
+
+DEB_DIR     := $(BUILD)/deb
+DEB_VERSION ?= $(shell dpkg-parsechangelog -l gateway/deb/changelog -S Version)
+
+.PHONY: deb
+deb: all $(BUILD)/.deps-deb
+	gateway/build/make-deb $(NGINX) $(DEB_VERSION) $(DEB_DIR)
+	lintian --fail-on error,warning \
+	    $(DEB_DIR)/gateway_$(DEB_VERSION)_$(shell dpkg-architecture -qDEB_HOST_ARCH).deb
+
+# lintian, logrotate, systemd-analyze
+$(BUILD)/.deps-deb: gateway/build/packages-deb gateway/build/install-deps \
+		| $(BUILD)/.deps
+	gateway/build/install-deps gateway/build/packages-deb
+	@touch $@
 
 
 # the dynamic module, loaded into Debian's nginx
