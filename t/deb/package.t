@@ -68,6 +68,9 @@ if (installed()) {
 }
 
 my $had_user = getpwnam($Pkg) ? 1 : 0;
+# the package's directories, removed at the end if a purge left them
+my @Dirs = grep { !-e } qw(/etc/gateway /var/lib/gateway /var/log/gateway
+                          /run/gateway);
 my $cleanup = 1;
 
 END {
@@ -244,6 +247,7 @@ ok(getpwnam($Pkg), 'the user gateway stays (policy: files may be its)');
 remove_user() unless $had_user;
 
 $cleanup = 0;
+remove_tree(grep { -e } @Dirs);    # what a faulty purge left
 done_testing();
 
 
@@ -370,5 +374,6 @@ sub cleanup {
     }
     kill 'KILL', gateway_processes();
     run_out('dpkg', '--purge', $Pkg) if installed();
+    remove_tree(grep { -e } @Dirs);
     remove_user() if !$had_user && getpwnam($Pkg);
 }
