@@ -176,7 +176,7 @@ dynamic-demo: $(DYNAMIC_MODULE)
 # benchmarks
 
 .PHONY: bench bench-name bench-guard bench-fresh bench-memory bench-reload \
-        bench-sandbox bench-watchdog bench-fleet
+        bench-sandbox bench-watchdog bench-fleet bench-instructions
 bench: bench-name bench-guard bench-fresh bench-memory bench-reload \
        bench-sandbox bench-watchdog
 
@@ -200,6 +200,10 @@ bench-sandbox: all
 
 bench-watchdog: all
 	bench/watchdog-cost
+
+# instructions per request under callgrind (builds valgrind first, once)
+bench-instructions: all $(VALGRIND)
+	bench/request-instructions
 
 # a 3-member etcd cluster and 10 nodes (a few minutes; not in `make bench`)
 bench-fleet: all

@@ -108,7 +108,8 @@ sub new {
 # Starts nginx with conf/gateway.conf and, in the http block, $opt{http}
 # (maps) and one server on 127.0.0.1:port with $opt{server} (locations);
 # error_log => level (error), connections => worker_connections (1024),
-# env => { NAME => value } for nginx.  Dies when it does not answer.
+# env => { NAME => value } for nginx, wait => seconds it has to answer
+# (5).  Dies when it does not answer.
 sub start {
     my ($self, %opt) = @_;
     my $prefix = $self->{prefix};
@@ -159,7 +160,7 @@ EOF
     }
     push @Started, $self;
 
-    for (1 .. 50) {
+    for (1 .. ($opt{wait} // 5) * 10) {
         return $self if IO::Socket::INET->new(
                             PeerAddr => "127.0.0.1:$self->{port}");
         sleep 0.1;
