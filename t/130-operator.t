@@ -323,15 +323,12 @@ sub budgets {
 sub counters_are {
     my ($want, $when) = @_;
     my ($m, %got);
-    my $deadline = time + 3;
-    for (;;) {
+    wait_until(3, sub {
         $m = $gw->metrics;
         %got = map { $_ => $m->{$_} }
                grep { !/^gateway_request_duration_seconds/ } keys %$m;
-        last if time > $deadline
-                || !grep { ($got{$_} // 0) < $want->{$_} } keys %$want;
-        select undef, undef, undef, 0.05;
-    }
+        return !grep { ($got{$_} // 0) < $want->{$_} } keys %$want;
+    });
     is_deeply(\%got, $want, "$when: every counter exact")
         or diag explain { got => \%got, want => $want };
     return $m;

@@ -14,7 +14,7 @@ use FindBin;
 use lib $FindBin::Bin;
 use TestGateway;
 use TestRuntime qw(http_config);
-use TestGateway::Util qw(slurp);
+use TestGateway::Util qw(slurp wait_until);
 
 my $http_config = http_config() . <<'_EOC_';
     route_metrics_zone 1m;
@@ -87,13 +87,12 @@ sub scrape {
 # of the response went out, so the other worker may be scraped first
 sub scrape_until {
     my %want = @_;
-    my $deadline = time + 3;
-    for (;;) {
-        my $m = scrape();
-        return $m if time > $deadline
-                     || !grep { ($m->{$_} // 0) < $want{$_} } keys %want;
-        select undef, undef, undef, 0.05;
-    }
+    my $m;
+    wait_until(3, sub {
+        $m = scrape();
+        return !grep { ($m->{$_} // 0) < $want{$_} } keys %want;
+    });
+    return $m;
 }
 
 run_tests();
